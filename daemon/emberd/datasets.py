@@ -1,0 +1,55 @@
+"""Readers for the real datasets Ember is developed and measured on (SST-2, STS-B, the
+hymenoptera photos), from ``../shared/data`` or the samples shipped in ``examples/data``.
+
+Used by the demo, the tests and the benchmarks; not part of the engine.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("EMBER_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SAMPLES = ROOT / "examples" / "data"
+STSB_COLUMNS = ["genre", "file", "year", "id", "score", "sentence1", "sentence2"]
+
+
+def shared_available() -> bool:
+    return (SHARED / "sst2" / "train.tsv").exists()
+
+
+def sst2(split: str) -> pd.DataFrame:
+    """Columns ``label, sentence`` (dev/test's ``content`` renamed to ``sentence``)."""
+    df = pd.read_csv(SHARED / "sst2" / f"{split}.tsv", sep="\t")
+    return df.rename(columns={"content": "sentence"})
+
+
+def stsb(split: str) -> pd.DataFrame:
+    """Columns ``genre, file, year, id, score, sentence1, sentence2``; quoting off and only
+    the first seven fields kept (197 train rows carry extra trailing fields)."""
+    rows = []
+    with open(SHARED / "stsb" / f"sts-{split}.csv", encoding="utf-8") as f:
+        for line in f:
+            rows.append(line.rstrip("\n").split("\t")[:7])
+    return pd.DataFrame(rows, columns=STSB_COLUMNS).astype({"score": float})
+
+
+def hymenoptera(split: str) -> pd.DataFrame:
+    """Columns ``image`` (absolute path) and ``label`` (ants or bees)."""
+    base = SHARED / "hymenoptera" / split
+    rows = [
+        {"image": str(p), "label": cls}
+        for cls in ("ants", "bees")
+        for p in sorted((base / cls).iterdir())
+        if p.is_file()
+    ]
+    return pd.DataFrame(rows)
+
+
+def sample(name: str) -> pd.DataFrame:
+    """A shipped sample: ``sst2_train``, ``sst2_dev``, ``stsb_train``, ``stsb_dev``."""
+    df = pd.read_csv(SAMPLES / f"{name}.tsv", sep="\t")
+    return df.rename(columns={"content": "sentence"})

@@ -1,0 +1,12 @@
+"""Ember's in-process engine: the continuous-training workflow of multimodal models.
+
+``Predictor`` has AutoGluon MultiModalPredictor's methods (fit, continued fit, resume,
+predict, predict_proba, evaluate, extract_embedding, dump_model); the daemon runs its jobs
+on it.
+"""
+
+from .config import Config
+from .errors import EmberError, FailedPrecondition, InvalidArgument, NotFound, Unsupported
+from .predictor import Predictor
+
+__all__ = ["Config", "EmberError", "FailedPrecondition", "InvalidArgument", "NotFound", "Predictor", "Unsupported"]

@@ -1,0 +1,42 @@
+"""Progress events (step, epoch, loss, samples/s, ETA) at most once a second, to a sink:
+the daemon relays them to WatchJob; in process they go to the log."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import lightning as L
+
+from .time_budget import TimeBudget
+
+
+class Progress(L.Callback):
+    def __init__(self, emit: Callable[[dict[str, Any]], None], budget: TimeBudget, batch_size: int) -> None:
+        self.emit = emit
+        self.budget = budget
+        self.batch_size = batch_size
+        self._last = 0.0
+        self._samples = 0
+        self._t0 = time.monotonic()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._samples += len(batch["rows"])
+        now = time.monotonic()
+        if now - self._last < 1.0:
+            return
+        self._last = now
+        loss = outputs["loss"].item() if isinstance(outputs, dict) else float(outputs)
+        remaining = self.budget.remaining()
+        self.emit(
+            {
+                "kind": "progress",
+                "epoch": trainer.current_epoch,
+                "step": trainer.global_step,
+                "loss": loss,
+                "samples_per_s": self._samples / max(1e-9, now - self._t0),
+                "elapsed_s": self.budget.elapsed(),
+                "eta_s": max(0.0, remaining) if remaining is not None else None,
+                "lr": trainer.optimizers[0].param_groups[0]["lr"],
+            }
+        )

@@ -1,0 +1,28 @@
+"""Domain errors of the engine.
+
+Each names what failed and what to do next. The daemon maps these classes, and only these,
+to gRPC status codes (one mapping, at the edge); in process they are ordinary exceptions.
+"""
+
+from __future__ import annotations
+
+
+class EmberError(Exception):
+    """Base class of every error Ember raises on purpose."""
+
+
+class InvalidArgument(EmberError, ValueError):
+    """The caller's input is wrong (a missing column, an unknown key, an empty frame)."""
+
+
+class NotFound(EmberError, FileNotFoundError):
+    """A model, version, checkpoint or file the caller named does not exist."""
+
+
+class FailedPrecondition(EmberError):
+    """The input is well formed but the current state refuses it (a new class in a
+    continued fit, a structural override, a resume with no interrupted run)."""
+
+
+class Unsupported(EmberError):
+    """Ember cannot do this for this model (for example an export ONNX cannot express)."""

@@ -1,0 +1,362 @@
+"""Encoding a table once into tensors (pre-tokenized CSR text, decoded uint8 images,
+standardized numbers, category indices) and cutting batches from it.
+
+Text is tokenized once per dataset, without special tokens, into CSR form (flat ids +
+offsets); ``collate_text`` places [CLS]/[SEP], truncates pairs longest-first and pads each
+batch to its longest row (rounded up to a multiple of 8). Batches come from
+``LengthBuckets``, which groups rows of similar length so that little compute goes to pads.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .data import Schema
+from .errors import InvalidArgument
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TokenCSR", "Encoded", "encode_table", "collate_text", "LengthBuckets", "Collator"]
+
+PAD_MULTIPLE = 8
+
+
+@dataclass(frozen=True)
+class TokenCSR:
+    """Token ids of many rows: row i is ``ids[offsets[i]:offsets[i+1]]`` (no special tokens)."""
+
+    ids: torch.Tensor  # int64, flat
+    offsets: torch.Tensor  # int64, len n+1
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.offsets[1:] - self.offsets[:-1]
+
+    @classmethod
+    def from_lists(cls, rows: Sequence[Sequence[int]]) -> "TokenCSR":
+        lengths = torch.tensor([len(r) for r in rows], dtype=torch.int64)
+        offsets = torch.zeros(len(rows) + 1, dtype=torch.int64)
+        torch.cumsum(lengths, 0, out=offsets[1:])
+        flat = torch.tensor([t for r in rows for t in r], dtype=torch.int64)
+        return cls(flat, offsets)
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    cls_id: int
+    sep_id: int
+    pad_id: int
+
+
+@dataclass
+class Encoded:
+    """One table encoded for one model; rows are addressed by index."""
+
+    n: int
+    text: list[TokenCSR]  # one per text column
+    images: list[torch.Tensor]  # one uint8 (N, S, S, 3) tensor per image column
+    numeric: torch.Tensor | None  # float32 (N, k)
+    categorical: torch.Tensor | None  # int64 (N, c); 0 = unknown or missing
+    labels: torch.Tensor | None  # int64 class indices or float32 standardized targets
+    kept_rows: np.ndarray  # positions in the source frame (rows with unreadable images are dropped in fit)
+
+    def lengths(self, pair_mode: str) -> np.ndarray:
+        """Per-row token count that drives bucketing (0 when there is no text)."""
+        if not self.text:
+            return np.zeros(self.n, dtype=np.int64)
+        lens = torch.stack([t.lengths for t in self.text])
+        return (lens.sum(0) if pair_mode == "cross" else lens.max(0).values).numpy()
+
+    def subset(self, idx: np.ndarray) -> "Encoded":
+        idx_t = torch.as_tensor(idx, dtype=torch.int64)
+        text = []
+        for t in self.text:
+            rows = [t.ids[t.offsets[i] : t.offsets[i + 1]].tolist() for i in idx]
+            text.append(TokenCSR.from_lists(rows))
+        return Encoded(
+            n=len(idx),
+            text=text,
+            images=[im[idx_t] for im in self.images],
+            numeric=None if self.numeric is None else self.numeric[idx_t],
+            categorical=None if self.categorical is None else self.categorical[idx_t],
+            labels=None if self.labels is None else self.labels[idx_t],
+            kept_rows=self.kept_rows[idx],
+        )
+
+
+# ---- images -----------------------------------------------------------------------------
+def load_image(value: Any, size: int) -> np.ndarray:
+    """Decode one image (path or bytes) to uint8 HWC RGB, resized (shorter side) and
+    center-cropped to ``size``. Raises ``OSError``/``ValueError`` if it cannot be read."""
+    src = io.BytesIO(value) if isinstance(value, (bytes, bytearray)) else value
+    with Image.open(src) as img:
+        if img.format == "JPEG":
+            img.draft("RGB", (size, size))  # decode at a reduced scale: large photos cost little
+        img = ImageOps.exif_transpose(img).convert("RGB")
+        img = ImageOps.fit(img, (size, size), method=Image.Resampling.BILINEAR)
+        return np.asarray(img, dtype=np.uint8)
+
+
+def _load_images(values: Sequence[Any], size: int) -> tuple[list[np.ndarray | None], list[str]]:
+    def one(v: Any) -> np.ndarray | str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "missing value"
+        try:
+            return load_image(v, size)
+        except (OSError, ValueError, UnidentifiedImageError) as e:
+            return f"{type(e).__name__}: {e}"
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(one, values))
+    errors = []
+    out: list[np.ndarray | None] = []
+    for v, r in zip(values, results):
+        if isinstance(r, str):
+            name = v if isinstance(v, str) else f"<{len(v)} bytes>" if isinstance(v, (bytes, bytearray)) else repr(v)
+            errors.append(f"{name} ({r})")
+            out.append(None)
+        else:
+            out.append(r)
+    return out, errors
+
+
+# ---- the whole table --------------------------------------------------------------------
+def encode_table(
+    df: pd.DataFrame,
+    schema: Schema,
+    tokenizer: Any | None,
+    *,
+    max_text_len: int,
+    image_size: int,
+    with_labels: bool,
+    skip_bad_images: bool,
+) -> Encoded:
+    """Encode ``df`` for a model of ``schema``.
+
+    Unreadable images: with ``skip_bad_images`` (fit) their rows are dropped with a warning
+    naming the files; otherwise (predict, evaluate) they are an error naming them."""
+    keep = np.ones(len(df), dtype=bool)
+    images: list[np.ndarray] = []
+    decoded_cols = []
+    for col in schema.image:
+        decoded, errors = _load_images(df[col].tolist(), image_size)
+        if errors:
+            if not skip_bad_images:
+                raise InvalidArgument(
+                    f"{len(errors)} image(s) in column {col!r} cannot be read: {errors[:5]}; "
+                    "fix or drop those rows"
+                )
+            log.warning("skipping %d row(s) with unreadable images in %r: %s", len(errors), col, errors[:5])
+        keep &= np.array([d is not None for d in decoded])
+        decoded_cols.append(decoded)
+    if not keep.any():
+        raise InvalidArgument("no row has a readable image; check the image paths")
+    rows = np.flatnonzero(keep)
+    for decoded in decoded_cols:
+        images.append(np.stack([decoded[i] for i in rows]))
+    df = df.iloc[rows]
+
+    text: list[TokenCSR] = []
+    if schema.text:
+        assert tokenizer is not None
+        for col in schema.text:
+            values = ["" if pd.isna(v) else str(v) for v in df[col].tolist()]
+            ids = tokenizer(values, add_special_tokens=False, truncation=True, max_length=max_text_len - 2)["input_ids"]
+            text.append(TokenCSR.from_lists(ids))
+
+    numeric = None
+    if schema.numeric:
+        cols = []
+        for col in schema.numeric:
+            mean, std = schema.numeric_stats[col]
+            v = (pd.to_numeric(df[col], errors="coerce").to_numpy(np.float64) - mean) / std
+            cols.append(np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0))
+        numeric = torch.from_numpy(np.stack(cols, 1).astype(np.float32))
+
+    categorical = None
+    if schema.categorical:
+        cols = []
+        for col in schema.categorical:
+            index = {c: i + 1 for i, c in enumerate(schema.categories[col])}
+            cols.append([0 if pd.isna(v) else index.get(str(v), 0) for v in df[col].tolist()])
+        categorical = torch.tensor(cols, dtype=torch.int64).T.contiguous()
+
+    labels = None
+    if with_labels:
+        y = schema.encode_labels(df[schema.label])
+        labels = torch.from_numpy(y)
+    return Encoded(
+        n=len(rows),
+        text=text,
+        images=[torch.from_numpy(im) for im in images],
+        numeric=numeric,
+        categorical=categorical,
+        labels=labels,
+        kept_rows=rows,
+    )
+
+
+# ---- batches ----------------------------------------------------------------------------
+def padded_length(longest: int, max_len: int) -> int:
+    return min(max_len, -(-longest // PAD_MULTIPLE) * PAD_MULTIPLE)
+
+
+def _truncate_pair(la: int, lb: int, budget: int) -> tuple[int, int]:
+    """Longest-first truncation, as HF tokenizers do: trim the longer side one token at a time."""
+    while la + lb > budget:
+        if la > lb:
+            la -= 1
+        else:
+            lb -= 1
+    return la, lb
+
+
+def collate_text(
+    columns: Sequence[TokenCSR],
+    rows: Sequence[int],
+    special: SpecialTokens,
+    max_len: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``input_ids``, ``attention_mask``, ``token_type_ids`` for one sequence per row:
+    ``[CLS] a [SEP]`` for one column, ``[CLS] a [SEP] b [SEP]`` for two (longest-first
+    truncation to ``max_len``), padded to the batch's longest rounded up to 8."""
+    if len(columns) not in (1, 2):
+        raise ValueError("collate_text takes one column or a pair")
+    pieces = []
+    for r in rows:
+        spans = [c.ids[c.offsets[r] : c.offsets[r + 1]] for c in columns]
+        if len(spans) == 1:
+            a = spans[0][: max_len - 2]
+            pieces.append((a, None))
+        else:
+            la, lb = _truncate_pair(len(spans[0]), len(spans[1]), max_len - 3)
+            pieces.append((spans[0][:la], spans[1][:lb]))
+    lengths = [len(a) + 2 + (0 if b is None else len(b) + 1) for a, b in pieces]
+    width = padded_length(max(lengths), max_len)
+    ids = torch.full((len(rows), width), special.pad_id, dtype=torch.int64)
+    mask = torch.zeros((len(rows), width), dtype=torch.int64)
+    types = torch.zeros((len(rows), width), dtype=torch.int64)
+    for i, (a, b) in enumerate(pieces):
+        la = len(a)
+        ids[i, 0] = special.cls_id
+        ids[i, 1 : 1 + la] = a
+        ids[i, 1 + la] = special.sep_id
+        if b is not None:
+            lb = len(b)
+            ids[i, 2 + la : 2 + la + lb] = b
+            ids[i, 2 + la + lb] = special.sep_id
+            types[i, 2 + la : 3 + la + lb] = 1
+        mask[i, : lengths[i]] = 1
+    return ids, mask, types
+
+
+class Collator:
+    """Cuts a batch (a list of row indices) out of an ``Encoded`` table."""
+
+    def __init__(
+        self,
+        enc: Encoded,
+        special: SpecialTokens | None,
+        *,
+        max_text_len: int,
+        pair_mode: str,
+        mean: Sequence[float],
+        std: Sequence[float],
+        hflip: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.enc = enc
+        self.special = special
+        self.max_text_len = max_text_len
+        self.pair_mode = pair_mode
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        self.hflip = hflip
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def __call__(self, rows: list[int]) -> dict[str, Any]:
+        enc = self.enc
+        idx = torch.as_tensor(rows, dtype=torch.int64)
+        batch: dict[str, Any] = {"rows": idx}
+        if enc.text:
+            assert self.special is not None
+            if self.pair_mode == "cross" or len(enc.text) == 1:
+                groups = [enc.text[:2]] if len(enc.text) <= 2 else [enc.text]
+                if len(enc.text) > 2:
+                    raise InvalidArgument("text_pair_mode='cross' joins at most two text columns; use 'siamese'")
+                seqs = [collate_text(g, rows, self.special, self.max_text_len) for g in groups]
+            else:
+                seqs = [collate_text([c], rows, self.special, self.max_text_len) for c in enc.text]
+            width = max(s[0].shape[1] for s in seqs)
+            stacked = []
+            for part in range(3):
+                pad = self.special.pad_id if part == 0 else 0
+                stacked.append(
+                    torch.stack([torch.nn.functional.pad(s[part], (0, width - s[part].shape[1]), value=pad) for s in seqs])
+                )
+            batch["text"] = tuple(stacked)  # each (columns, batch, length)
+        if enc.images:
+            batch["images"] = [self.collate_images(im[idx]) for im in enc.images]
+        if enc.numeric is not None:
+            batch["numeric"] = enc.numeric[idx]
+        if enc.categorical is not None:
+            batch["categorical"] = enc.categorical[idx]
+        if enc.labels is not None:
+            batch["labels"] = enc.labels[idx]
+        return batch
+
+    def collate_images(self, hwc: torch.Tensor) -> torch.Tensor:
+        x = hwc.permute(0, 3, 1, 2).float()
+        if self.hflip:
+            flip = torch.rand(len(x), generator=self.gen) < 0.5
+            x[flip] = x[flip].flip(-1)
+        return (x - self.mean) / self.std
+
+
+class LengthBuckets(torch.utils.data.Sampler[list[int]]):
+    """Batches of rows of similar length.
+
+    Training (``shuffle``): each epoch shuffles, sorts within windows of 50 batches and
+    shuffles the batch order, so batches are random but padded little. Evaluation: rows
+    sorted by length once."""
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, *, shuffle: bool, seed: int = 0) -> None:
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        n, bs = len(self.lengths), self.batch_size
+        if not self.shuffle:
+            order = np.argsort(self.lengths, kind="stable")
+            for s in range(0, n, bs):
+                yield order[s : s + bs].tolist()
+            return
+        rng = np.random.default_rng([self.seed, self.epoch])
+        perm = rng.permutation(n)
+        window = bs * 50
+        batches = []
+        for s in range(0, n, window):
+            chunk = perm[s : s + window]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches += [chunk[i : i + bs].tolist() for i in range(0, len(chunk), bs)]
+        for i in rng.permutation(len(batches)):
+            yield batches[i]

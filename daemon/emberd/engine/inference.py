@@ -1,0 +1,35 @@
+"""Batched inference over an encoded table: length-sorted batches, no autograd, outputs
+put back in row order. Shared by validation, predict, evaluate and the forgetting check."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .data import Schema
+from .features import Collator, LengthBuckets
+
+
+@torch.inference_mode()
+def raw_outputs(net: torch.nn.Module, collator: Collator, lengths: np.ndarray, batch_size: int) -> np.ndarray:
+    """Logits (N, K) or standardized regression outputs (N, 1), in row order."""
+    was_training = net.training
+    net.eval()
+    out: np.ndarray | None = None
+    try:
+        for rows in LengthBuckets(lengths, batch_size, shuffle=False):
+            y = net(collator(rows)).float().numpy()
+            if out is None:
+                out = np.empty((len(lengths), y.shape[1]), dtype=np.float32)
+            out[rows] = y
+    finally:
+        net.train(was_training)
+    assert out is not None
+    return out
+
+
+def to_predictions(schema: Schema, raw: np.ndarray) -> np.ndarray:
+    """Class probabilities (N, K) for classification; targets in label units (N,) for regression."""
+    if schema.problem_type == "regression":
+        return raw[:, 0].astype(np.float64) * schema.label_std + schema.label_mean
+    return torch.softmax(torch.from_numpy(raw), -1).numpy()

@@ -1,0 +1,421 @@
+"""``Predictor``: AutoGluon MultiModalPredictor's methods for the continuous-training
+workflow (fit, continued fit, resume, predict, evaluate, embed, dump), over the pieces in
+this package. It orchestrates; the work is in ``data``, ``features``, ``training``,
+``model_store`` and ``dump``."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .config import Config
+from .data import Schema, drop_unlabelled, infer_schema, load_table
+from .errors import FailedPrecondition, InvalidArgument, NotFound
+from .inference import raw_outputs, to_predictions
+from .metrics import canonical, default_metric, higher_is_better, score
+from .model_store import ModelStore, TrainedModel, frame_digest
+from .models import build_net
+from .storage import read_json, read_tensors, write_json
+from .training import train
+
+log = logging.getLogger("emberd.engine")
+
+__all__ = ["Predictor"]
+
+MAX_HOLDOUT_ROWS = 1000
+
+
+def _set_threads(cfg: Config) -> None:
+    n = cfg.env.num_threads or os.cpu_count() or 1
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+class Predictor:
+    """Train, keep training, resume, predict with and dump a multimodal model.
+
+    ``path`` is the predictor's folder (created by the first fit); every fit writes a new
+    version there and the newest successful one serves predictions."""
+
+    def __init__(
+        self,
+        label: str | None = None,
+        problem_type: str | None = None,
+        eval_metric: str | None = None,
+        path: str | os.PathLike | None = None,
+        verbosity: int = 2,
+    ) -> None:
+        self.label = label
+        self.problem_type = problem_type
+        self.eval_metric = eval_metric
+        self.path = str(path) if path is not None else os.path.join("EmberModels", time.strftime("ember-%Y%m%d_%H%M%S"))
+        self.verbosity = verbosity
+        self._model: TrainedModel | None = None
+        self._version: int | None = None
+        self._resume = False
+        self.fit_summary: dict[str, Any] | None = None
+
+    # ---- loading ----------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike, resume: bool = False) -> "Predictor":
+        """The current version at ``path``; with ``resume=True``, ready to continue the
+        interrupted run there (call ``fit`` with the same data)."""
+        store = ModelStore(path)
+        meta = store.meta()
+        p = cls(label=meta["label"], problem_type=meta["problem_type"], eval_metric=meta["eval_metric"], path=path)
+        if resume:
+            run = store.run_dir / "run.json"
+            if not run.exists() or read_json(run)["status"] != "running":
+                raise FailedPrecondition(
+                    f"nothing to resume at {str(path)!r}: no interrupted run (the last fit finished or none started); "
+                    "load without resume=True to continue training on new data"
+                )
+            p._resume = True
+        if meta.get("current_version") is not None:
+            p._version = meta["current_version"]
+            p._model = store.load_version(p._version)
+        elif not resume:
+            raise FailedPrecondition(
+                f"{str(path)!r} has no finished model: its first fit was interrupted. "
+                "Load it with resume=True and call fit again to finish that run."
+            )
+        return p
+
+    @property
+    def version(self) -> int | None:
+        return self._version
+
+    @property
+    def class_labels(self) -> list[Any] | None:
+        return None if self._model is None or self._model.schema.problem_type == "regression" else list(self._model.schema.classes)
+
+    @property
+    def forgetting_report(self) -> dict[str, Any] | None:
+        return None if self.fit_summary is None else self.fit_summary.get("forgetting")
+
+    # ---- fit --------------------------------------------------------------------------
+    def fit(
+        self,
+        train_data: pd.DataFrame | str,
+        tuning_data: pd.DataFrame | str | None = None,
+        time_limit: float | None = None,
+        hyperparameters: dict[str, Any] | None = None,
+        seed: int = 0,
+        column_types: dict[str, str] | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+    ) -> "Predictor":
+        """Train a new model, continue training the current one on new data (a new version
+        from the current weights), or finish an interrupted run (after ``load(resume=True)``).
+
+        Everything is validated before any work; a refused or failed fit leaves the
+        predictor's folder as it was."""
+        started = time.monotonic()
+        emit = on_event or self._log_event
+        if self.label is None:
+            raise InvalidArgument("Predictor(label=...) is required: name the column to predict")
+        if time_limit is not None and time_limit <= 0:
+            raise InvalidArgument(f"time_limit must be positive seconds, got {time_limit}")
+        hyperparameters = dict(hyperparameters or {})
+        train_df = load_table(train_data, what="train_data")
+        tuning_df = load_table(tuning_data, what="tuning_data") if tuning_data is not None else None
+        if self.label not in train_df.columns:
+            raise InvalidArgument(
+                f"label column {self.label!r} is not in train_data; its columns are {list(train_df.columns)}"
+            )
+        if train_df[self.label].isna().all():
+            raise InvalidArgument(f"label column {self.label!r} is all missing (NaN) in train_data")
+        train_df = drop_unlabelled(train_df, self.label)
+        store = ModelStore(self.path)
+
+        if self._resume:
+            return self._fit_resume(store, train_df, tuning_df, started, emit)
+        parent: TrainedModel | None = self._model
+        if parent is None:
+            cfg = Config.from_overrides(hyperparameters)
+            schema = infer_schema(train_df, self.label, self.problem_type, column_types, cfg.names)
+            metric = canonical(self.eval_metric or default_metric(schema.problem_type), schema.problem_type)
+            _set_threads(cfg)
+            net = build_net(schema, cfg, pretrained=True)  # NotFound for a bad checkpoint_name, before any write
+            tokenizer = self._tokenizer(cfg) if schema.text else None
+            model = TrainedModel(schema, cfg, net, tokenizer)
+            if store.exists() and store.meta().get("current_version") is not None:
+                raise FailedPrecondition(
+                    f"{self.path!r} already holds a trained predictor; load it to continue training, "
+                    "or choose another path for a new model"
+                )
+        else:
+            schema = parent.schema
+            self._check_continuation(schema, train_df, hyperparameters)
+            cfg = Config.from_overrides(hyperparameters, base=parent.cfg)
+            metric = canonical(self.eval_metric or default_metric(schema.problem_type), schema.problem_type)
+            _set_threads(cfg)
+            model = TrainedModel(schema, cfg, copy.deepcopy(parent.net), parent.tokenizer)
+        schema.check_columns(train_df, with_label=True, what="train_data")
+        schema.encode_labels(train_df[self.label])  # classes check, before any work
+        if tuning_df is not None:
+            schema.check_columns(tuning_df, with_label=True, what="tuning_data")
+
+        train_df, val_df = self._split(train_df, tuning_df, cfg, seed)
+        run = {
+            "status": "running",
+            "parent_version": self._version,
+            "time_limit": time_limit,
+            "seed": seed,
+            "metric": metric,
+            "train_digest": frame_digest(train_df),
+            "train_rows": len(train_df),
+            "val_rows": len(val_df),
+            "started_at": time.time(),
+        }
+        # Metadata before training: a crash at any point after this can be resumed.
+        if not store.exists():
+            store.write_meta(
+                {"label": self.label, "problem_type": schema.problem_type, "eval_metric": metric, "current_version": None}
+            )
+        store.clear_run()
+        model.write_assets(store.run_dir / "assets")
+        write_json(store.run_dir / "run.json", run)
+        return self._run(store, model, run, train_df, val_df, started, emit, resume_from=None)
+
+    def _fit_resume(
+        self, store: ModelStore, train_df: pd.DataFrame, tuning_df: pd.DataFrame | None, started: float, emit: Callable
+    ) -> "Predictor":
+        run = read_json(store.run_dir / "run.json")
+        model = TrainedModel.from_assets(store.run_dir / "assets", None)
+        ckpt = store.run_dir / "last.ckpt"
+        if not ckpt.exists():
+            # Killed before its first checkpoint: start the run again from its starting weights.
+            log.warning("no checkpoint in the interrupted run at %s; restarting that run from its start", store.run_dir)
+            base = store.load_version(run["parent_version"]).net.state_dict() if run["parent_version"] else None
+            if base is not None:
+                model.net.load_state_dict(base)
+            else:
+                model = TrainedModel(model.schema, model.cfg, build_net(model.schema, model.cfg, pretrained=True), model.tokenizer)
+        model.schema.check_columns(train_df, with_label=True, what="train_data")
+        _set_threads(model.cfg)
+        train_df, val_df = self._split(train_df, tuning_df, model.cfg, run["seed"])
+        self._resume = False
+        return self._run(store, model, run, train_df, val_df, started, emit, resume_from=ckpt if ckpt.exists() else None)
+
+    def _run(
+        self,
+        store: ModelStore,
+        model: TrainedModel,
+        run: dict[str, Any],
+        train_df: pd.DataFrame,
+        val_df: pd.DataFrame,
+        started: float,
+        emit: Callable,
+        resume_from: Path | None,
+    ) -> "Predictor":
+        schema, cfg = model.schema, model.cfg
+        train_enc = model.encode(train_df, with_labels=True, skip_bad_images=True)
+        val_enc = model.encode(val_df, with_labels=True, skip_bad_images=True)
+        emit({"kind": "state", "state": "training", "train_rows": train_enc.n, "val_rows": val_enc.n, "resumed": resume_from is not None})
+        result = train(
+            model.net,
+            schema,
+            cfg,
+            train_enc=train_enc,
+            val_enc=val_enc,
+            make_collator=lambda enc, train: model.collator(enc, train=train, seed=run["seed"]),
+            metric=run["metric"],
+            time_limit=run["time_limit"],
+            started=started,
+            checkpoint_path=store.run_dir / "last.ckpt",
+            resume_from=resume_from,
+            seed=run["seed"],
+            emit=emit,
+        )
+        model.net.load_state_dict(result.best_state)
+        model.net.eval()
+        metrics: dict[str, Any] = {
+            "metric": run["metric"],
+            "val_score": result.best_score,
+            "history": result.history,
+            "steps": result.steps,
+            "epochs": result.epochs,
+            "train_rows": train_enc.n,
+            "val_rows": val_enc.n,
+            "samples_per_s": result.samples_per_s,
+            "stopped_by": result.stopped_by,
+            "train_seconds": result.elapsed_s,
+        }
+        parent = run["parent_version"]
+        if parent is not None:
+            metrics["forgetting"] = self._forgetting(store, parent, model, run["metric"])
+        val_frame = val_df.iloc[val_enc.kept_rows].reset_index(drop=True)
+        version = store.publish_version(
+            model,
+            metrics=metrics,
+            lineage={"parent_version": parent, "train_digest": run["train_digest"], "train_rows": run["train_rows"], "created_at": time.time()},
+            val_frame=val_frame,
+        )
+        write_json(store.run_dir / "run.json", {**run, "status": "succeeded", "version": version})
+        (store.run_dir / "last.ckpt").unlink(missing_ok=True)
+        self._model, self._version = model, version
+        self.problem_type, self.eval_metric = schema.problem_type, run["metric"]
+        self.fit_summary = {**metrics, "version": version, "fit_seconds": time.monotonic() - started}
+        emit({"kind": "state", "state": "succeeded", "version": version, "val_score": result.best_score})
+        return self
+
+    # ---- checks -----------------------------------------------------------------------
+    def _check_continuation(self, schema: Schema, df: pd.DataFrame, hyperparameters: dict[str, Any]) -> None:
+        assert self._model is not None
+        if self.problem_type and self.problem_type != schema.problem_type:
+            raise FailedPrecondition(
+                f"this model is {schema.problem_type}; a continued fit cannot change it to {self.problem_type}"
+            )
+        changes = self._model.cfg.structural_changes(hyperparameters)
+        if changes:
+            raise FailedPrecondition(
+                "a continued fit keeps the model's structure; these overrides would change it: "
+                + "; ".join(changes)
+                + ". Fit a new model (another path) to change them, or drop them."
+            )
+
+    def _split(self, train_df: pd.DataFrame, tuning_df: pd.DataFrame | None, cfg: Config, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if tuning_df is not None:
+            return train_df, drop_unlabelled(tuning_df, self.label)
+        if len(train_df) < 2:
+            raise InvalidArgument("train_data needs at least 2 labelled rows (one is held out for validation)")
+        n_val = min(MAX_HOLDOUT_ROWS, max(1, int(round(len(train_df) * cfg.env.holdout_frac))))
+        perm = np.random.default_rng(seed).permutation(len(train_df))
+        val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        return train_df.iloc[train_idx].reset_index(drop=True), train_df.iloc[val_idx].reset_index(drop=True)
+
+    def _forgetting(self, store: ModelStore, parent: int, model: TrainedModel, metric: str) -> dict[str, Any]:
+        """Re-score the parent version's validation rows with the new weights."""
+        pdir = store.version_dir(parent)
+        before = read_json(pdir / "metrics.json")["val_score"]
+        old_val = pd.read_parquet(pdir / "val.parquet")
+        after = self._score(model, old_val, metric)
+        change = after - before
+        return {
+            "parent_version": parent,
+            "metric": metric,
+            "previous_val_rows": len(old_val),
+            "before": before,
+            "after": after,
+            "change": change,
+            "forgot": (change < 0) if higher_is_better(metric) else (change > 0),
+        }
+
+    # ---- inference --------------------------------------------------------------------
+    def _require_model(self) -> TrainedModel:
+        if self._model is None:
+            raise FailedPrecondition("this predictor has no trained model yet: call fit first")
+        return self._model
+
+    def _raw(self, model: TrainedModel, df: pd.DataFrame, with_labels: bool = False) -> tuple[np.ndarray, Any]:
+        model.schema.check_columns(df, with_label=with_labels)
+        enc = model.encode(df, with_labels=with_labels, skip_bad_images=False)
+        _set_threads(model.cfg)
+        raw = raw_outputs(model.net, model.collator(enc, train=False), enc.lengths(model.cfg.text.text_pair_mode), model.cfg.env.eval_batch_size)
+        return raw, enc
+
+    def _score(self, model: TrainedModel, df: pd.DataFrame, metric: str) -> float:
+        df = drop_unlabelled(df, model.schema.label)
+        raw, enc = self._raw(model, df, with_labels=True)
+        y = enc.labels.numpy()
+        if model.schema.problem_type == "regression":
+            y = y.astype(np.float64) * model.schema.label_std + model.schema.label_mean
+        return score(metric, y, to_predictions(model.schema, raw))
+
+    def predict(self, data: pd.DataFrame | str, as_pandas: bool = True) -> pd.Series | np.ndarray:
+        model = self._require_model()
+        df = load_table(data)
+        raw, _ = self._raw(model, df)
+        out = to_predictions(model.schema, raw)
+        if model.schema.problem_type != "regression":
+            out = model.schema.decode_labels(out.argmax(1))
+            try:
+                out = out.astype(type(model.schema.classes[0])) if not isinstance(model.schema.classes[0], str) else out
+            except (TypeError, ValueError):
+                pass
+        return pd.Series(out, index=df.index, name=model.schema.label) if as_pandas else out
+
+    def predict_proba(self, data: pd.DataFrame | str, as_pandas: bool = True, as_multiclass: bool = True) -> pd.DataFrame | np.ndarray:
+        model = self._require_model()
+        if model.schema.problem_type == "regression":
+            raise FailedPrecondition("predict_proba is for classification; this model is regression: use predict")
+        df = load_table(data)
+        raw, _ = self._raw(model, df)
+        proba = to_predictions(model.schema, raw)
+        if not as_multiclass and model.schema.problem_type == "binary":
+            proba = proba[:, 1]
+            return pd.Series(proba, index=df.index) if as_pandas else proba
+        return pd.DataFrame(proba, index=df.index, columns=list(model.schema.classes)) if as_pandas else proba
+
+    def evaluate(self, data: pd.DataFrame | str, metrics: list[str] | str | None = None) -> dict[str, float]:
+        model = self._require_model()
+        df = load_table(data)
+        if model.schema.label not in df.columns:
+            raise InvalidArgument(f"evaluate needs the label column {model.schema.label!r}; data has {list(df.columns)}")
+        names = [metrics] if isinstance(metrics, str) else list(metrics or [self.eval_metric or default_metric(model.schema.problem_type)])
+        names = [canonical(m, model.schema.problem_type) for m in names]
+        df = drop_unlabelled(df, model.schema.label)
+        raw, enc = self._raw(model, df, with_labels=True)
+        y = enc.labels.numpy()
+        if model.schema.problem_type == "regression":
+            y = y.astype(np.float64) * model.schema.label_std + model.schema.label_mean
+        out = to_predictions(model.schema, raw)
+        return {m: score(m, y, out) for m in names}
+
+    @torch.inference_mode()
+    def extract_embedding(self, data: pd.DataFrame | str, as_tensor: bool = False) -> np.ndarray | torch.Tensor:
+        """The features the head sees: each modality's embedding, concatenated (N, D)."""
+        from .features import LengthBuckets
+
+        model = self._require_model()
+        df = load_table(data)
+        model.schema.check_columns(df, with_label=False)
+        enc = model.encode(df, with_labels=False, skip_bad_images=False)
+        collator = model.collator(enc, train=False)
+        out: np.ndarray | None = None
+        model.net.eval()
+        for rows in LengthBuckets(enc.lengths(model.cfg.text.text_pair_mode), model.cfg.env.eval_batch_size, shuffle=False):
+            f = torch.cat(model.net.features(collator(rows)), -1).numpy()
+            if out is None:
+                out = np.empty((enc.n, f.shape[1]), dtype=np.float32)
+            out[rows] = f
+        return torch.from_numpy(out) if as_tensor else out
+
+    # ---- dump -------------------------------------------------------------------------
+    def dump_model(self, save_path: str | os.PathLike | None = None) -> str:
+        """Each backbone in its own library's format: ``hf_text/`` (transformers),
+        ``timm_image/`` (timm). Returns the folder."""
+        from .dump import dump_backbones
+
+        model = self._require_model()
+        save_path = str(save_path) if save_path is not None else os.path.join(self.path, "dump")
+        dump_backbones(model, Path(save_path))
+        return save_path
+
+    # ---- helpers ----------------------------------------------------------------------
+    @staticmethod
+    def _tokenizer(cfg: Config) -> Any:
+        from transformers import AutoTokenizer
+
+        from .models.text import resolve_text_checkpoint
+
+        return AutoTokenizer.from_pretrained(resolve_text_checkpoint(cfg.text.checkpoint_name))
+
+    def _log_event(self, e: dict[str, Any]) -> None:
+        if self.verbosity < 2:
+            return
+        if e["kind"] == "progress":
+            eta = "" if e["eta_s"] is None else f" eta {e['eta_s']:.0f}s"
+            log.info("epoch %d step %d loss %.4f %.1f samples/s%s", e["epoch"], e["step"], e["loss"], e["samples_per_s"], eta)
+        elif e["kind"] == "validation":
+            log.info("validation at step %d: %.4f (best %.4f)", e["step"], e["score"], e["best"])
+        else:
+            log.info("%s", e)

@@ -1,0 +1,176 @@
+"""One training run with Lightning: the LightningModule, the optimizer groups, and the
+trainer wired with Ember's callbacks and pickle-free checkpoint storage."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from .callbacks import BudgetSchedule, Progress, TimeBudget, Validator
+from .checkpoint_io import SafeCheckpointIO
+from .config import Config
+from .data import Schema
+from .features import Collator, Encoded, LengthBuckets
+from .inference import raw_outputs, to_predictions
+from .metrics import higher_is_better, score
+from .models import MultimodalNet
+
+
+class LitModel(L.LightningModule):
+    def __init__(self, net: MultimodalNet, problem_type: str, cfg: Config) -> None:
+        super().__init__()
+        self.net = net
+        self.regression = problem_type == "regression"
+        self.cfg = cfg
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        out = self.net(batch)
+        if self.regression:
+            return nn.functional.mse_loss(out[:, 0], batch["labels"])
+        return nn.functional.cross_entropy(out, batch["labels"])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        o = self.cfg.optim
+        head = {id(p) for p in self.net.head_parameters()}
+        groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+        for name, p in self.net.named_parameters():
+            if not p.requires_grad:
+                continue
+            no_decay = p.ndim < 2 or "norm" in name.lower()
+            groups.setdefault((id(p) in head, no_decay), []).append(p)
+        param_groups = []
+        for (is_head, no_decay), params in sorted(groups.items()):
+            lr = o.lr * (o.lr_mult if is_head else 1.0)
+            param_groups.append(
+                {"params": params, "lr": lr, "base_lr": lr, "weight_decay": 0.0 if no_decay else o.weight_decay}
+            )
+        return torch.optim.AdamW(param_groups, lr=o.lr, betas=(0.9, 0.999), eps=1e-6, fused=True)
+
+
+@dataclass
+class RunResult:
+    best_score: float
+    best_state: dict[str, torch.Tensor]
+    history: list[dict[str, float]]
+    steps: int
+    epochs: int
+    elapsed_s: float
+    stopped_by: str
+    samples_per_s: float = 0.0
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def train(
+    net: MultimodalNet,
+    schema: Schema,
+    cfg: Config,
+    *,
+    train_enc: Encoded,
+    val_enc: Encoded,
+    make_collator: Callable[..., Collator],
+    metric: str,
+    time_limit: float | None,
+    started: float,
+    checkpoint_path: Path,
+    resume_from: Path | None,
+    seed: int,
+    emit: Callable[[dict[str, Any]], None],
+) -> RunResult:
+    """Train ``net`` in place and return the best weights seen on validation."""
+    L.seed_everything(seed, workers=False, verbose=False)
+    net.train()  # pretrained backbones load in eval mode; train with their dropout on
+    if cfg.text and "text" in net.encoders and cfg.text.freeze_word_embeddings:
+        emb = getattr(net.encoders["text"].backbone, "embeddings", None)
+        if emb is not None and hasattr(emb, "word_embeddings"):
+            emb.word_embeddings.weight.requires_grad_(False)
+    pair_mode = cfg.text.text_pair_mode
+    bs = cfg.env.batch_size
+    train_lengths = train_enc.lengths(pair_mode)
+    sampler = LengthBuckets(train_lengths, bs, shuffle=True, seed=seed)
+    loader = torch.utils.data.DataLoader(
+        range(train_enc.n), batch_sampler=sampler, collate_fn=make_collator(train_enc, train=True), num_workers=0
+    )
+    val_collator = make_collator(val_enc, train=False)
+    val_lengths = val_enc.lengths(pair_mode)
+    y_val = val_enc.labels.numpy()
+    if schema.problem_type == "regression":
+        y_val = y_val.astype(np.float64) * schema.label_std + schema.label_mean
+
+    def evaluate() -> float:
+        raw = raw_outputs(net, val_collator, val_lengths, cfg.env.eval_batch_size)
+        return score(metric, y_val, to_predictions(schema, raw))
+
+    validator: Validator
+
+    def reserve() -> float:
+        # final validation (measured, or estimated from the step time) + writing the model
+        if validator.last_eval_s:
+            ev = validator.last_eval_s
+        else:
+            ev = (budget.step_s or 1.0) / bs * val_enc.n / 2.5
+        return ev + 1.5
+
+    budget = TimeBudget(time_limit, started, reserve)
+    steps_per_epoch = len(sampler)
+    validator = Validator(
+        evaluate,
+        higher_is_better=higher_is_better(metric),
+        every_steps=max(1, math.ceil(steps_per_epoch * cfg.optim.val_check_interval)),
+        patience=cfg.optim.patience,
+        checkpoint_path=checkpoint_path,
+        checkpoint_interval_s=cfg.optim.checkpoint_interval_s,
+        budget=budget,
+        emit=emit,
+    )
+    events: list[dict[str, Any]] = []
+
+    def sink(e: dict[str, Any]) -> None:
+        events.append(e)
+        emit(e)
+
+    validator.emit = sink
+    progress = Progress(sink, budget, bs)
+    schedule = BudgetSchedule(budget, steps_per_epoch * cfg.optim.max_epochs, cfg.optim.warmup_steps)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=cfg.optim.max_epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        use_distributed_sampler=False,
+        plugins=[SafeCheckpointIO()],
+        callbacks=[budget, schedule, validator, progress],
+    )
+    lit = LitModel(net, schema.problem_type, cfg)
+    t0 = time.monotonic()
+    trainer.fit(lit, train_dataloaders=loader, ckpt_path=str(resume_from) if resume_from else None)
+    train_s = time.monotonic() - t0
+    assert validator.best_state is not None and validator.best_score is not None
+    stopped_by = (
+        "time_limit" if budget.out_of_time() or (time_limit and budget.elapsed() > time_limit * 0.8)
+        else "patience" if validator.bad_evals >= cfg.optim.patience
+        else "max_epochs"
+    )
+    return RunResult(
+        best_score=validator.best_score,
+        best_state=validator.best_state,
+        history=validator.history,
+        steps=trainer.global_step,
+        epochs=trainer.current_epoch,
+        elapsed_s=budget.elapsed(),
+        stopped_by=stopped_by,
+        samples_per_s=progress._samples / max(1e-9, train_s),
+        events=events,
+    )
