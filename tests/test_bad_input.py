@@ -7,14 +7,7 @@ import pytest
 from emberd.engine import FailedPrecondition, InvalidArgument, NotFound, Predictor
 
 from .conftest import tree_state
-
-
-def _tabular(n=240, seed=0, classes=("a", "b")):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=n)
-    cat = rng.choice(["red", "green", "blue"], size=n)
-    y = np.where(x + (cat == "red") > 0.3, classes[0], classes[1])
-    return pd.DataFrame({"x": x, "x2": rng.normal(size=n), "color": cat, "label": y})
+from .daemon_helpers import tabular as _tabular
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +58,8 @@ def test_continued_fit_refusals_change_nothing(trained, case):
     assert p.version == 1
 
 
-def test_missing_checkpoint_name_is_not_found_and_writes_nothing(tmp_path):
-    df = pd.DataFrame({"text": ["good film", "bad film"] * 10, "label": [1, 0] * 10})
+def test_missing_checkpoint_name_is_not_found_and_writes_nothing(tmp_path, shared_data):
+    df = shared_data.sst2("train").head(50)
     p = Predictor(label="label", path=tmp_path / "m")
     with pytest.raises(NotFound, match="not a HuggingFace model folder"):
         p.fit(df, hyperparameters={"model.hf_text.checkpoint_name": str(tmp_path / "nope")})

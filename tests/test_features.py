@@ -12,18 +12,20 @@ def tok():
     return AutoTokenizer.from_pretrained(default_text_checkpoint())
 
 
-def _csr(tok, texts, max_len):
-    return TokenCSR.from_lists(tok(texts, add_special_tokens=False, truncation=True, max_length=max_len - 2)["input_ids"])
+def _csr(tok, texts, max_len=None):
+    """As encode_table stores them: a single text capped at max_len - 2, a pair's sides whole."""
+    cap = None if max_len is None else max_len - 2
+    return TokenCSR.from_lists(tok(texts, add_special_tokens=False, truncation=cap is not None, max_length=cap)["input_ids"])
 
 
-@pytest.mark.parametrize("max_len", [16, 128])
+@pytest.mark.parametrize("max_len", [16, 24, 128])
 def test_collate_matches_the_tokenizers_own_padding(tok, shared_data, max_len):
-    sts = shared_data.stsb("dev").head(64)
+    sts = shared_data.stsb("dev").head(256)
     a, b = sts.sentence1.tolist(), sts.sentence2.tolist()
     special = SpecialTokens(tok.cls_token_id, tok.sep_token_id, tok.pad_token_id)
-    rows = list(range(0, 64, 3))
-    for cols, texts in [([_csr(tok, a, max_len)], (a,)), ([_csr(tok, a, max_len), _csr(tok, b, max_len)], (a, b))]:
-        ids, mask, types = collate_text(cols, rows, special, max_len)
+    rows = list(range(0, 256, 3))
+    for cols, texts in [([_csr(tok, a, max_len)], (a,)), ([_csr(tok, a), _csr(tok, b)], (a, b))]:
+        ids, mask, types = collate_text(cols, rows, special, max_len, pad_multiple=8)
         ref = tok(*[[t[r] for r in rows] for t in texts], padding=True, pad_to_multiple_of=8,
                   truncation="longest_first", max_length=max_len, return_tensors="pt")
         width = min(max_len, ref["input_ids"].shape[1])

@@ -78,9 +78,11 @@ class FusionConfig:
 @dataclass(frozen=True)
 class OptimConfig:
     lr: float = _f(1e-4, "peak learning rate of the backbones")
+    lr_decay: float = _f(0.9, "layer-wise decay: a backbone layer's lr is lr * lr_decay ** (layers above it)")
     lr_mult: float = _f(10.0, "the heads' (and fusion MLP's) learning rate is lr * lr_mult")
     weight_decay: float = _f(1e-3, "AdamW weight decay (not on biases and norms)")
     warmup_steps: float = _f(0.05, "fraction of the run spent warming the learning rate up")
+    linear_probe_frac: float = _f(0.15, "fraction of the run that trains the heads only, backbones frozen (LP-FT)")
     max_epochs: int = _f(10, "upper bound on epochs (the time limit usually ends the fit first)")
     patience: int = _f(10, "validations without improvement before stopping early")
     val_check_interval: float = _f(0.5, "validate every this fraction of an epoch")
@@ -93,6 +95,7 @@ class EnvConfig:
     eval_batch_size: int = _f(64, "batch size for validation and prediction")
     num_threads: int = _f(0, "torch intra-op threads; 0 = all cores")
     holdout_frac: float = _f(0.1, "validation fraction held out when no tuning_data is given")
+    pad_to_multiple_of: int = _f(0, "pad text batches to a multiple of this; 0 = 8 on GPU, 1 on CPU (no gain there)")
 
 
 _SECTIONS: dict[str, str] = {

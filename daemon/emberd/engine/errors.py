@@ -26,3 +26,19 @@ class FailedPrecondition(EmberError):
 
 class Unsupported(EmberError):
     """Ember cannot do this for this model (for example an export ONNX cannot express)."""
+
+
+class PermissionDenied(EmberError):
+    """A path outside the configured roots, or an operation the caller may not do."""
+
+
+class AlreadyExists(EmberError):
+    """The name is taken."""
+
+
+class DataLoss(EmberError):
+    """Bytes arrived damaged (a digest that does not match)."""
+
+
+class ResourceExhausted(EmberError):
+    """A size or memory limit was hit."""

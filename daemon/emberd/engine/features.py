@@ -28,8 +28,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["TokenCSR", "Encoded", "encode_table", "collate_text", "LengthBuckets", "Collator"]
 
-PAD_MULTIPLE = 8
-
 
 @dataclass(frozen=True)
 class TokenCSR:
@@ -137,6 +135,7 @@ def encode_table(
     tokenizer: Any | None,
     *,
     max_text_len: int,
+    pair_mode: str,
     image_size: int,
     with_labels: bool,
     skip_bad_images: bool,
@@ -169,9 +168,12 @@ def encode_table(
     text: list[TokenCSR] = []
     if schema.text:
         assert tokenizer is not None
+        # A pair joined into one sequence is truncated longest-first, which compares the
+        # sides' full lengths: keep them whole. Alone, a text needs max_text_len - 2 tokens.
+        cap = None if pair_mode == "cross" and len(schema.text) == 2 else max_text_len - 2
         for col in schema.text:
             values = ["" if pd.isna(v) else str(v) for v in df[col].tolist()]
-            ids = tokenizer(values, add_special_tokens=False, truncation=True, max_length=max_text_len - 2)["input_ids"]
+            ids = tokenizer(values, add_special_tokens=False, truncation=cap is not None, max_length=cap)["input_ids"]
             text.append(TokenCSR.from_lists(ids))
 
     numeric = None
@@ -207,18 +209,26 @@ def encode_table(
 
 
 # ---- batches ----------------------------------------------------------------------------
-def padded_length(longest: int, max_len: int) -> int:
-    return min(max_len, -(-longest // PAD_MULTIPLE) * PAD_MULTIPLE)
+def pad_multiple_for(setting: int, device: str = "cpu") -> int:
+    """``env.pad_to_multiple_of``: 0 means 8 on GPU (tensor cores) and 1 on CPU, where
+    rounding short SST-2 batches up to 8 would add about a fifth more tokens for nothing."""
+    return setting or (8 if device == "cuda" else 1)
+
+
+def padded_length(longest: int, max_len: int, multiple: int) -> int:
+    return min(max_len, -(-longest // multiple) * multiple)
 
 
 def _truncate_pair(la: int, lb: int, budget: int) -> tuple[int, int]:
-    """Longest-first truncation, as HF tokenizers do: trim the longer side one token at a time."""
-    while la + lb > budget:
-        if la > lb:
-            la -= 1
-        else:
-            lb -= 1
-    return la, lb
+    """Longest-first truncation exactly as HF tokenizers do it: the shorter side keeps up to
+    half the budget (the first side on ties), the longer side gets the rest."""
+    if la + lb <= budget:
+        return la, lb
+    if la <= lb:
+        na = min(la, budget // 2)
+        return na, min(lb, budget - na)
+    nb = min(lb, budget // 2)
+    return min(la, budget - nb), nb
 
 
 def collate_text(
@@ -226,10 +236,12 @@ def collate_text(
     rows: Sequence[int],
     special: SpecialTokens,
     max_len: int,
+    pad_multiple: int = 8,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``input_ids``, ``attention_mask``, ``token_type_ids`` for one sequence per row:
     ``[CLS] a [SEP]`` for one column, ``[CLS] a [SEP] b [SEP]`` for two (longest-first
-    truncation to ``max_len``), padded to the batch's longest rounded up to 8."""
+    truncation to ``max_len``), padded to the batch's longest rounded up to ``pad_multiple``
+    (at most ``max_len``)."""
     if len(columns) not in (1, 2):
         raise ValueError("collate_text takes one column or a pair")
     pieces = []
@@ -242,7 +254,7 @@ def collate_text(
             la, lb = _truncate_pair(len(spans[0]), len(spans[1]), max_len - 3)
             pieces.append((spans[0][:la], spans[1][:lb]))
     lengths = [len(a) + 2 + (0 if b is None else len(b) + 1) for a, b in pieces]
-    width = padded_length(max(lengths), max_len)
+    width = padded_length(max(lengths), max_len, pad_multiple)
     ids = torch.full((len(rows), width), special.pad_id, dtype=torch.int64)
     mask = torch.zeros((len(rows), width), dtype=torch.int64)
     types = torch.zeros((len(rows), width), dtype=torch.int64)
@@ -270,6 +282,7 @@ class Collator:
         *,
         max_text_len: int,
         pair_mode: str,
+        pad_multiple: int,
         mean: Sequence[float],
         std: Sequence[float],
         hflip: bool = False,
@@ -279,6 +292,7 @@ class Collator:
         self.special = special
         self.max_text_len = max_text_len
         self.pair_mode = pair_mode
+        self.pad_multiple = pad_multiple
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
         self.hflip = hflip
@@ -294,9 +308,9 @@ class Collator:
                 groups = [enc.text[:2]] if len(enc.text) <= 2 else [enc.text]
                 if len(enc.text) > 2:
                     raise InvalidArgument("text_pair_mode='cross' joins at most two text columns; use 'siamese'")
-                seqs = [collate_text(g, rows, self.special, self.max_text_len) for g in groups]
+                seqs = [collate_text(g, rows, self.special, self.max_text_len, self.pad_multiple) for g in groups]
             else:
-                seqs = [collate_text([c], rows, self.special, self.max_text_len) for c in enc.text]
+                seqs = [collate_text([c], rows, self.special, self.max_text_len, self.pad_multiple) for c in enc.text]
             width = max(s[0].shape[1] for s in seqs)
             stacked = []
             for part in range(3):

@@ -28,7 +28,7 @@ import torch
 from .config import Config
 from .data import Schema
 from .errors import FailedPrecondition, NotFound
-from .features import Collator, Encoded, SpecialTokens, encode_table
+from .features import Collator, Encoded, SpecialTokens, encode_table, pad_multiple_for
 from .models import MultimodalNet, build_net
 from .storage import fresh_staging_dir, publish_dir, read_json, read_tensors, remove_stale_staging, write_json, write_tensors
 
@@ -62,6 +62,7 @@ class TrainedModel:
             self.schema,
             self.tokenizer,
             max_text_len=self.cfg.text.max_text_len,
+            pair_mode=self.cfg.text.text_pair_mode,
             image_size=self.cfg.image.image_size,
             with_labels=with_labels,
             skip_bad_images=skip_bad_images,
@@ -74,6 +75,7 @@ class TrainedModel:
             self.special_tokens(),
             max_text_len=self.cfg.text.max_text_len,
             pair_mode=self.cfg.text.text_pair_mode,
+            pad_multiple=pad_multiple_for(self.cfg.env.pad_to_multiple_of),
             mean=image.mean if image else (0.0, 0.0, 0.0),
             std=image.std if image else (1.0, 1.0, 1.0),
             hflip=train and "hflip" in self.cfg.image.train_transforms,

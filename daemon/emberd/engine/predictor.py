@@ -17,12 +17,13 @@ import pandas as pd
 import torch
 
 from .config import Config
-from .data import Schema, drop_unlabelled, infer_schema, load_table
+from .data import drop_unlabelled, load_table
 from .errors import FailedPrecondition, InvalidArgument, NotFound
 from .inference import raw_outputs, to_predictions
 from .metrics import canonical, default_metric, higher_is_better, score
 from .model_store import ModelStore, TrainedModel, frame_digest
 from .models import build_net
+from .plan import plan_fit
 from .storage import read_json, read_tensors, write_json
 from .training import train
 
@@ -65,9 +66,9 @@ class Predictor:
 
     # ---- loading ----------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | os.PathLike, resume: bool = False) -> "Predictor":
-        """The current version at ``path``; with ``resume=True``, ready to continue the
-        interrupted run there (call ``fit`` with the same data)."""
+    def load(cls, path: str | os.PathLike, resume: bool = False, version: int | None = None) -> "Predictor":
+        """The current version at ``path`` (or ``version``); with ``resume=True``, ready to
+        continue the interrupted run there (call ``fit`` with the same data)."""
         store = ModelStore(path)
         meta = store.meta()
         p = cls(label=meta["label"], problem_type=meta["problem_type"], eval_metric=meta["eval_metric"], path=path)
@@ -79,7 +80,10 @@ class Predictor:
                     "load without resume=True to continue training on new data"
                 )
             p._resume = True
-        if meta.get("current_version") is not None:
+        if version is not None:
+            p._version = version
+            p._model = store.load_version(version)
+        elif meta.get("current_version") is not None:
             p._version = meta["current_version"]
             p._model = store.load_version(p._version)
         elif not resume:
@@ -119,49 +123,37 @@ class Predictor:
         predictor's folder as it was."""
         started = time.monotonic()
         emit = on_event or self._log_event
-        if self.label is None:
-            raise InvalidArgument("Predictor(label=...) is required: name the column to predict")
         if time_limit is not None and time_limit <= 0:
             raise InvalidArgument(f"time_limit must be positive seconds, got {time_limit}")
-        hyperparameters = dict(hyperparameters or {})
         train_df = load_table(train_data, what="train_data")
         tuning_df = load_table(tuning_data, what="tuning_data") if tuning_data is not None else None
-        if self.label not in train_df.columns:
-            raise InvalidArgument(
-                f"label column {self.label!r} is not in train_data; its columns are {list(train_df.columns)}"
-            )
-        if train_df[self.label].isna().all():
-            raise InvalidArgument(f"label column {self.label!r} is all missing (NaN) in train_data")
-        train_df = drop_unlabelled(train_df, self.label)
         store = ModelStore(self.path)
-
         if self._resume:
-            return self._fit_resume(store, train_df, tuning_df, started, emit)
-        parent: TrainedModel | None = self._model
+            return self._fit_resume(store, drop_unlabelled(train_df, self.label), tuning_df, started, emit)
+        parent = self._model
+        plan = plan_fit(
+            label=self.label,
+            train_df=train_df,
+            tuning_df=tuning_df,
+            hyperparameters=hyperparameters,
+            problem_type=self.problem_type,
+            eval_metric=self.eval_metric,
+            column_types=column_types,
+            current=(parent.schema, parent.cfg) if parent else None,
+        )
+        schema, cfg, metric = plan.schema, plan.cfg, plan.metric
+        train_df = drop_unlabelled(train_df, self.label)
+        _set_threads(cfg)
         if parent is None:
-            cfg = Config.from_overrides(hyperparameters)
-            schema = infer_schema(train_df, self.label, self.problem_type, column_types, cfg.names)
-            metric = canonical(self.eval_metric or default_metric(schema.problem_type), schema.problem_type)
-            _set_threads(cfg)
-            net = build_net(schema, cfg, pretrained=True)  # NotFound for a bad checkpoint_name, before any write
-            tokenizer = self._tokenizer(cfg) if schema.text else None
-            model = TrainedModel(schema, cfg, net, tokenizer)
             if store.exists() and store.meta().get("current_version") is not None:
                 raise FailedPrecondition(
                     f"{self.path!r} already holds a trained predictor; load it to continue training, "
                     "or choose another path for a new model"
                 )
+            net = build_net(schema, cfg, pretrained=True)
+            model = TrainedModel(schema, cfg, net, self._tokenizer(cfg) if schema.text else None)
         else:
-            schema = parent.schema
-            self._check_continuation(schema, train_df, hyperparameters)
-            cfg = Config.from_overrides(hyperparameters, base=parent.cfg)
-            metric = canonical(self.eval_metric or default_metric(schema.problem_type), schema.problem_type)
-            _set_threads(cfg)
             model = TrainedModel(schema, cfg, copy.deepcopy(parent.net), parent.tokenizer)
-        schema.check_columns(train_df, with_label=True, what="train_data")
-        schema.encode_labels(train_df[self.label])  # classes check, before any work
-        if tuning_df is not None:
-            schema.check_columns(tuning_df, with_label=True, what="tuning_data")
 
         train_df, val_df = self._split(train_df, tuning_df, cfg, seed)
         run = {
@@ -268,20 +260,6 @@ class Predictor:
         return self
 
     # ---- checks -----------------------------------------------------------------------
-    def _check_continuation(self, schema: Schema, df: pd.DataFrame, hyperparameters: dict[str, Any]) -> None:
-        assert self._model is not None
-        if self.problem_type and self.problem_type != schema.problem_type:
-            raise FailedPrecondition(
-                f"this model is {schema.problem_type}; a continued fit cannot change it to {self.problem_type}"
-            )
-        changes = self._model.cfg.structural_changes(hyperparameters)
-        if changes:
-            raise FailedPrecondition(
-                "a continued fit keeps the model's structure; these overrides would change it: "
-                + "; ".join(changes)
-                + ". Fit a new model (another path) to change them, or drop them."
-            )
-
     def _split(self, train_df: pd.DataFrame, tuning_df: pd.DataFrame | None, cfg: Config, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         if tuning_df is not None:
             return train_df, drop_unlabelled(tuning_df, self.label)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .callbacks import BudgetSchedule, Progress, TimeBudget, Validator
+from .callbacks import BudgetSchedule, LinearProbe, Progress, TimeBudget, Validator
 from .checkpoint_io import SafeCheckpointIO
 from .config import Config
 from .data import Schema
@@ -38,21 +38,56 @@ class LitModel(L.LightningModule):
         return nn.functional.cross_entropy(out, batch["labels"])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        """AdamW; heads at ``lr * lr_mult``; a transformer backbone's layers at
+        ``lr * lr_decay ** depth`` counted from the top (layer-wise decay, as AutoMM), so the
+        lower layers stay near their pretrained weights; no decay on biases and norms."""
         o = self.cfg.optim
         head = {id(p) for p in self.net.head_parameters()}
-        groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+        depth = _layer_depths(self.net)
+        groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
         for name, p in self.net.named_parameters():
             if not p.requires_grad:
                 continue
             no_decay = p.ndim < 2 or "norm" in name.lower()
-            groups.setdefault((id(p) in head, no_decay), []).append(p)
-        param_groups = []
-        for (is_head, no_decay), params in sorted(groups.items()):
-            lr = o.lr * (o.lr_mult if is_head else 1.0)
-            param_groups.append(
-                {"params": params, "lr": lr, "base_lr": lr, "weight_decay": 0.0 if no_decay else o.weight_decay}
-            )
+            lr = o.lr * o.lr_mult if id(p) in head else o.lr * o.lr_decay ** depth.get(name, 0)
+            groups.setdefault((lr, no_decay), []).append(p)
+        param_groups = [
+            {"params": params, "lr": lr, "base_lr": lr, "weight_decay": 0.0 if no_decay else o.weight_decay}
+            for (lr, no_decay), params in sorted(groups.items())
+        ]
         return torch.optim.AdamW(param_groups, lr=o.lr, betas=(0.9, 0.999), eps=1e-6, fused=True)
+
+
+def _layer_depths(net: MultimodalNet) -> dict[str, int]:
+    """Distance from the top layer of the text backbone for each of its parameters
+    (``encoder.layer.{i}``; embeddings are below layer 0). Other parameters: 0."""
+    if "text" not in net.encoders:
+        return {}
+    import re
+
+    prefix = "encoders.text.backbone."
+    names = [n for n, _ in net.named_parameters() if n.startswith(prefix)]
+    layer = re.compile(r"\.layers?\.(\d+)\.")
+    ids = [int(m.group(1)) for n in names if (m := layer.search(n[len(prefix) - 1 :]))]
+    if not ids:
+        return {}
+    top = max(ids)
+    out = {}
+    for n in names:
+        m = layer.search(n[len(prefix) - 1 :])
+        if m:
+            out[n] = top - int(m.group(1))
+        elif "embeddings" in n:
+            out[n] = top + 1
+    return out
+
+
+def validation_loss(schema: Schema, raw: np.ndarray, labels: torch.Tensor) -> float:
+    """The training objective on the holdout (cross-entropy, or MSE of standardized targets)."""
+    out = torch.from_numpy(raw)
+    if schema.problem_type == "regression":
+        return float(nn.functional.mse_loss(out[:, 0], labels.float()))
+    return float(nn.functional.cross_entropy(out, labels))
 
 
 @dataclass
@@ -104,9 +139,9 @@ def train(
     if schema.problem_type == "regression":
         y_val = y_val.astype(np.float64) * schema.label_std + schema.label_mean
 
-    def evaluate() -> float:
+    def evaluate() -> tuple[float, float]:
         raw = raw_outputs(net, val_collator, val_lengths, cfg.env.eval_batch_size)
-        return score(metric, y_val, to_predictions(schema, raw))
+        return score(metric, y_val, to_predictions(schema, raw)), validation_loss(schema, raw, val_enc.labels)
 
     validator: Validator
 
@@ -139,6 +174,10 @@ def train(
     validator.emit = sink
     progress = Progress(sink, budget, bs)
     schedule = BudgetSchedule(budget, steps_per_epoch * cfg.optim.max_epochs, cfg.optim.warmup_steps)
+    callbacks: list[L.Callback] = [budget, schedule, validator, progress]
+    backbones = [net.encoders[k] for k in ("text", "image") if k in net.encoders]
+    if cfg.optim.linear_probe_frac > 0 and backbones:
+        callbacks.insert(2, LinearProbe(backbones, schedule, cfg.optim.linear_probe_frac))
     trainer = L.Trainer(
         accelerator="cpu",
         devices=1,
@@ -151,7 +190,7 @@ def train(
         limit_val_batches=0,
         use_distributed_sampler=False,
         plugins=[SafeCheckpointIO()],
-        callbacks=[budget, schedule, validator, progress],
+        callbacks=callbacks,
     )
     lit = LitModel(net, schema.problem_type, cfg)
     t0 = time.monotonic()

@@ -19,8 +19,12 @@ class BudgetSchedule(L.Callback):
         self.total_steps = max(1, total_steps)
         self.warmup = warmup
 
+    def progress(self, step: int) -> float:
+        """Fraction of the run done: steps of the epoch bound, or time of the budget."""
+        return min(1.0, max(step / self.total_steps, self.budget.fraction() / 0.95))
+
     def factor(self, step: int) -> float:
-        p = max(step / self.total_steps, self.budget.fraction() / 0.95)
+        p = self.progress(step)
         if p < self.warmup:
             return (p + 1e-3) / (self.warmup + 1e-3)
         p = min(1.0, (p - self.warmup) / max(1e-9, 1 - self.warmup))

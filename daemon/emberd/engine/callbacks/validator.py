@@ -17,7 +17,7 @@ from .time_budget import TimeBudget
 class Validator(L.Callback):
     def __init__(
         self,
-        evaluate: Callable[[], float],
+        evaluate: Callable[[], tuple[float, float]],
         *,
         higher_is_better: bool,
         every_steps: int,
@@ -36,6 +36,7 @@ class Validator(L.Callback):
         self.budget = budget
         self.emit = emit
         self.best_score: float | None = None
+        self.best_loss = float("inf")
         self.best_step = -1
         self.best_state: dict[str, torch.Tensor] | None = None
         self.history: list[dict[str, float]] = []
@@ -48,16 +49,18 @@ class Validator(L.Callback):
         t0 = time.monotonic()
         module.eval()
         try:
-            s = self.evaluate()
+            s, loss = self.evaluate()
         finally:
             module.train()
         self.last_eval_s = time.monotonic() - t0
         step = trainer.global_step
         self.validated_step = step
-        self.history.append({"step": step, "epoch": trainer.current_epoch, "score": s, "elapsed_s": self.budget.elapsed()})
-        improved = self.best_score is None or self.sign * (s - self.best_score) > 0
+        self.history.append({"step": step, "epoch": trainer.current_epoch, "score": s, "loss": loss, "elapsed_s": self.budget.elapsed()})
+        # The eval metric selects; on a tie (common for accuracy on a small holdout) the
+        # lower validation loss wins.
+        improved = self.best_score is None or self.sign * (s - self.best_score) > 0 or (s == self.best_score and loss < self.best_loss)
         if improved:
-            self.best_score, self.best_step, self.bad_evals = s, step, 0
+            self.best_score, self.best_loss, self.best_step, self.bad_evals = s, loss, step, 0
             self.best_state = {k: v.detach().clone() for k, v in module.net.state_dict().items()}
         else:
             self.bad_evals += 1
@@ -87,6 +90,7 @@ class Validator(L.Callback):
     def state_dict(self) -> dict[str, Any]:
         return {
             "best_score": self.best_score,
+            "best_loss": self.best_loss,
             "best_step": self.best_step,
             "best_state": self.best_state or {},
             "history": self.history,
@@ -97,6 +101,7 @@ class Validator(L.Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_score = state["best_score"]
+        self.best_loss = state["best_loss"]
         self.best_step = state["best_step"]
         self.best_state = state["best_state"] or None
         self.history = list(state["history"])

@@ -16,6 +16,19 @@ def is_timm_folder(name: str) -> bool:
     return os.path.isdir(name) and os.path.exists(os.path.join(name, "config.json"))
 
 
+def check_image_checkpoint(name: str) -> None:
+    """Raise NotFound unless ``name`` is a timm architecture or a timm folder on disk."""
+    if is_timm_folder(name):
+        return
+    if "/" in name or os.sep in name:
+        raise NotFound(
+            f"model.timm_image.checkpoint_name {name!r} is not a timm folder on disk "
+            "(config.json + model.safetensors, as dump_model writes)"
+        )
+    if name not in timm.list_models():
+        raise NotFound(f"model.timm_image.checkpoint_name {name!r} is not a timm architecture; see timm.list_models()")
+
+
 class ImageEncoder(nn.Module):
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
@@ -30,16 +43,10 @@ class ImageEncoder(nn.Module):
         """``checkpoint_name`` is a timm architecture (random init: no hub here) or a folder
         written by ``timm.models.save_for_hf`` / ``dump_model`` (weights loaded from it)."""
         name = cfg.checkpoint_name
+        check_image_checkpoint(name)
         if is_timm_folder(name):
             model = timm.create_model("local-dir:" + os.path.abspath(name), pretrained=pretrained, num_classes=0)
-        elif "/" in name or os.sep in name:
-            raise NotFound(
-                f"model.timm_image.checkpoint_name {name!r} is not a timm folder on disk "
-                "(config.json + model.safetensors, as dump_model writes)"
-            )
         else:
-            if name not in timm.list_models():
-                raise NotFound(f"model.timm_image.checkpoint_name {name!r} is not a timm architecture; see timm.list_models()")
             model = timm.create_model(name, pretrained=False, num_classes=0)
         return cls(model)
 

@@ -1,0 +1,98 @@
+"""``ember``: the command line over the client.
+
+    ember status | models | jobs [MODEL] | watch JOB | cancel JOB
+    ember fit MODEL TABLE --label COL [--time-limit S] [--hp KEY=JSON ...]
+    ember resume MODEL [TABLE] | transfer MODEL DUMP_ARTIFACT TABLE --label COL
+    ember dump MODEL DEST | export MODEL DEST | predict MODEL TABLE
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .client import Client, EmberRpcError, read_table
+from .v1 import job_pb2
+
+
+def _hp(pairs: list[str]) -> dict:
+    out = {}
+    for p in pairs or []:
+        k, _, v = p.partition("=")
+        try:
+            out[k] = json.loads(v)
+        except ValueError:
+            out[k] = v
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="ember", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--address", help="daemon address (default: EMBER_ADDRESS, else a local daemon, started if needed)")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("status")
+    sub.add_parser("models")
+    j = sub.add_parser("jobs"); j.add_argument("model", nargs="?", default="")
+    w = sub.add_parser("watch"); w.add_argument("job")
+    c = sub.add_parser("cancel"); c.add_argument("job")
+    for name in ("fit", "transfer"):
+        f = sub.add_parser(name)
+        f.add_argument("model")
+        if name == "transfer":
+            f.add_argument("dump_artifact")
+        f.add_argument("table")
+        f.add_argument("--label", required=name == "transfer")
+        f.add_argument("--time-limit", type=float)
+        f.add_argument("--eval-metric")
+        f.add_argument("--hp", action="append", help="hyperparameter KEY=JSON (repeatable)")
+    r = sub.add_parser("resume"); r.add_argument("model"); r.add_argument("table", nargs="?")
+    for name in ("dump", "export"):
+        d = sub.add_parser(name); d.add_argument("model"); d.add_argument("dest")
+    pr = sub.add_parser("predict"); pr.add_argument("model"); pr.add_argument("table")
+    args = ap.parse_args(argv)
+    try:
+        client = Client(args.address)
+        if args.cmd == "status":
+            st = client.stats()
+            print(f"daemon {client.address}: SERVING; {len(client.list_models())} model(s); cache {st.cache_hits} hits, "
+                  f"{st.cache_misses} misses, {st.cache_evictions} evictions, {st.cache_bytes}/{st.cache_budget_bytes} bytes")
+        elif args.cmd == "models":
+            for m in client.list_models():
+                print(f"{m.name}\tv{m.current_version}\t{m.problem_type}\tlabel={m.label}\t{'training' if m.training else ''}")
+        elif args.cmd == "jobs":
+            for jb in client.list_jobs(args.model):
+                print(f"{jb.id}\t{jb.model_name}\t{job_pb2.JobKind.Name(jb.kind)[9:]}\t{job_pb2.JobState.Name(jb.state)[10:]}\t{jb.error}")
+        elif args.cmd in ("watch", "fit", "transfer", "resume"):
+            if args.cmd == "watch":
+                job = client.get_job(args.job)
+            elif args.cmd == "fit":
+                job = client.fit(args.model, read_table(args.table), label=args.label or "", time_limit=args.time_limit,
+                                 eval_metric=args.eval_metric, hyperparameters=_hp(args.hp))
+            elif args.cmd == "transfer":
+                job = client.transfer(args.model, args.dump_artifact, read_table(args.table), label=args.label,
+                                      time_limit=args.time_limit, eval_metric=args.eval_metric, hyperparameters=_hp(args.hp))
+            else:
+                job = client.resume(args.model, read_table(args.table) if args.table else None)
+            job = client.wait(job, description=args.cmd)
+            print(f"job {job.id}: {job_pb2.JobState.Name(job.state)[10:]} {('version ' + str(job.version)) if job.version else job.error}")
+            return 0 if job.state == job_pb2.JOB_STATE_SUCCEEDED else 1
+        elif args.cmd == "cancel":
+            print(job_pb2.JobState.Name(client.cancel(args.job).state))
+        elif args.cmd in ("dump", "export"):
+            art = client.dump(args.model) if args.cmd == "dump" else client.export(args.model)
+            for f in client.download(art.id, args.dest):
+                print(f)
+        elif args.cmd == "predict":
+            df = read_table(args.table)
+            r = client.predict(args.model, df)
+            for v in (r.labels or r.values):
+                print(v)
+    except EmberRpcError as e:
+        print(f"ember: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

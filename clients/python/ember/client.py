@@ -1,0 +1,295 @@
+"""``Client``: one connection to an Ember daemon, with the RPCs as methods taking Python
+values. With no address given (nor ``EMBER_ADDRESS``) and no daemon listening on the
+default port, it starts a local ``emberd`` in the background and reuses it afterwards."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import grpc
+import pandas as pd
+
+from .v1 import (
+    artifact_service_pb2 as art_pb,
+    artifact_service_pb2_grpc as art_grpc,
+    dataset_service_pb2 as ds_pb,
+    dataset_service_pb2_grpc as ds_grpc,
+    job_pb2,
+    job_service_pb2 as job_pb,
+    job_service_pb2_grpc as job_grpc,
+    model_service_pb2 as model_pb,
+    model_service_pb2_grpc as model_grpc,
+    table_pb2,
+)
+
+DEFAULT_PORT = 50151
+CHUNK = 1 << 20
+FINAL = {job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED, job_pb2.JOB_STATE_INTERRUPTED}
+
+
+class EmberRpcError(Exception):
+    """A call the daemon refused or that failed; ``code`` is the gRPC status."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+
+def _call(fn: Any, *args: Any, **kw: Any) -> Any:
+    try:
+        return fn(*args, **kw)
+    except grpc.RpcError as e:
+        raise EmberRpcError(e.code(), e.details() or "") from None
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """A local Parquet, CSV or TSV file as a frame."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    return pd.read_csv(path, sep="\t" if suffix in (".tsv", ".tab") else ",")
+
+
+def table_bytes(df: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def _healthy(address: str, timeout: float = 0.5) -> bool:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(address) as ch:
+        try:
+            r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+            return r.status == health_pb2.HealthCheckResponse.SERVING
+        except grpc.RpcError:
+            return False
+
+
+def ensure_local_daemon(port: int = DEFAULT_PORT, root: str | None = None, wait_s: float = 60.0) -> str:
+    """The address of a local daemon on ``port``, started in the background if none answers."""
+    address = f"127.0.0.1:{port}"
+    if _healthy(address):
+        return address
+    root = root or os.environ.get("EMBER_ROOT") or str(Path.home() / ".ember")
+    Path(root).mkdir(parents=True, exist_ok=True)
+    log = open(Path(root) / "emberd.log", "ab")
+    subprocess.Popen(
+        [sys.executable, "-m", "emberd", "--port", str(port), "--root", root],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if _healthy(address):
+            return address
+        time.sleep(0.2)
+    raise EmberRpcError(grpc.StatusCode.UNAVAILABLE, f"started emberd on {address} but it did not become healthy; see {root}/emberd.log")
+
+
+class Client:
+    def __init__(self, address: str | None = None, *, token: str | None = None, root_certificates: bytes | None = None) -> None:
+        address = address or os.environ.get("EMBER_ADDRESS") or ensure_local_daemon()
+        token = token or os.environ.get("EMBER_TOKEN")
+        opts = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+        if root_certificates is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates)
+            if token:
+                creds = grpc.composite_channel_credentials(creds, grpc.access_token_call_credentials(token))
+            self.channel = grpc.secure_channel(address, creds, options=opts)
+            self._md: tuple = ()
+        else:
+            self.channel = grpc.insecure_channel(address, options=opts)
+            self._md = (("authorization", f"Bearer {token}"),) if token else ()
+        self.address = address
+        self.models = model_grpc.ModelServiceStub(self.channel)
+        self.jobs = job_grpc.JobServiceStub(self.channel)
+        self.datasets = ds_grpc.DatasetServiceStub(self.channel)
+        self.artifacts = art_grpc.ArtifactServiceStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ---- datasets -------------------------------------------------------------------------
+    def upload(self, df: pd.DataFrame, name: str = "table") -> str:
+        """Upload a frame (as Parquet) unless the daemon already holds these bytes; its id."""
+        data = table_bytes(df)
+        sha = hashlib.sha256(data).hexdigest()
+        try:
+            self.datasets.GetDataset(ds_pb.GetDatasetRequest(id=sha), metadata=self._md)
+            return sha
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.NOT_FOUND:
+                raise EmberRpcError(e.code(), e.details() or "") from None
+
+        def parts() -> Iterator[ds_pb.UploadDatasetRequest]:
+            yield ds_pb.UploadDatasetRequest(header=ds_pb.UploadHeader(display_name=name, format="parquet", sha256=sha, size_bytes=len(data)))
+            for i in range(0, len(data), CHUNK):
+                yield ds_pb.UploadDatasetRequest(chunk=data[i : i + CHUNK])
+
+        return _call(self.datasets.UploadDataset, parts(), metadata=self._md).dataset.id
+
+    def table(self, data: pd.DataFrame | str | None, name: str = "table") -> table_pb2.TableData | None:
+        if data is None:
+            return None
+        if isinstance(data, str):
+            if os.path.exists(data):  # a local file: read here and upload
+                return table_pb2.TableData(dataset_id=self.upload(read_table(data), name))
+            return table_pb2.TableData(dataset_id=data)
+        return table_pb2.TableData(dataset_id=self.upload(data, name))
+
+    @staticmethod
+    def rows(df: pd.DataFrame) -> table_pb2.TableData:
+        """Small frames go inline as JSON (no upload round trip)."""
+        return table_pb2.TableData(json_records=df.to_json(orient="records"))
+
+    # ---- models -----------------------------------------------------------------------------
+    @staticmethod
+    def options(label: str = "", problem_type: str | None = None, eval_metric: str | None = None, time_limit: float | None = None,
+                hyperparameters: dict[str, Any] | None = None, seed: int = 0, column_types: dict[str, str] | None = None) -> model_pb.FitOptions:
+        return model_pb.FitOptions(
+            label=label, problem_type=problem_type or "", eval_metric=eval_metric or "", time_limit_s=float(time_limit or 0),
+            hyperparameters={k: json.dumps(v) for k, v in (hyperparameters or {}).items()}, seed=seed,
+            column_types=column_types or {},
+        )
+
+    def fit(self, model: str, train: pd.DataFrame | str, tuning: pd.DataFrame | str | None = None, **options: Any) -> job_pb2.Job:
+        req = model_pb.FitRequest(model_name=model, train_data=self.table(train, "train"), options=self.options(**options))
+        if tuning is not None:
+            req.tuning_data.CopyFrom(self.table(tuning, "tuning"))
+        return _call(self.models.Fit, req, metadata=self._md).job
+
+    def transfer(self, model: str, dump_artifact_id: str, train: pd.DataFrame | str, tuning: pd.DataFrame | str | None = None, **options: Any) -> job_pb2.Job:
+        req = model_pb.TransferRequest(model_name=model, train_data=self.table(train, "train"), options=self.options(**options), dump_artifact_id=dump_artifact_id)
+        if tuning is not None:
+            req.tuning_data.CopyFrom(self.table(tuning, "tuning"))
+        return _call(self.models.Transfer, req, metadata=self._md).job
+
+    def resume(self, model: str, train: pd.DataFrame | str | None = None) -> job_pb2.Job:
+        req = model_pb.ResumeRequest(model_name=model)
+        if train is not None:
+            req.train_data.CopyFrom(self.table(train, "train"))
+        return _call(self.models.Resume, req, metadata=self._md).job
+
+    def predict(self, model: str, df: pd.DataFrame, *, version: int = 0, probabilities: bool = False) -> model_pb.PredictResponse:
+        data = self.rows(df) if len(df) <= 1000 else self.table(df, "predict")
+        return _call(self.models.Predict, model_pb.PredictRequest(model_name=model, version=version, data=data, with_probabilities=probabilities), metadata=self._md)
+
+    def evaluate(self, model: str, df: pd.DataFrame, metrics: list[str] | None = None, *, version: int = 0) -> dict[str, float]:
+        data = self.rows(df) if len(df) <= 1000 else self.table(df, "evaluate")
+        return dict(_call(self.models.Evaluate, model_pb.EvaluateRequest(model_name=model, version=version, data=data, metrics=metrics or []), metadata=self._md).scores)
+
+    def embed(self, model: str, df: pd.DataFrame, *, version: int = 0) -> Any:
+        import numpy as np
+
+        data = self.rows(df) if len(df) <= 1000 else self.table(df, "embed")
+        r = _call(self.models.Embed, model_pb.EmbedRequest(model_name=model, version=version, data=data), metadata=self._md)
+        return np.asarray(r.values, dtype=np.float32).reshape(-1, r.dim)
+
+    def dump(self, model: str, version: int = 0) -> model_pb.Artifact:
+        return _call(self.models.Dump, model_pb.DumpRequest(model_name=model, version=version), metadata=self._md).artifact
+
+    def export(self, model: str, version: int = 0) -> model_pb.Artifact:
+        return _call(self.models.Export, model_pb.ExportRequest(model_name=model, version=version), metadata=self._md).artifact
+
+    def get_model(self, name: str) -> Any:
+        return _call(self.models.GetModel, model_pb.GetModelRequest(name=name), metadata=self._md).model
+
+    def list_models(self) -> list[Any]:
+        return list(_call(self.models.ListModels, model_pb.ListModelsRequest(), metadata=self._md).models)
+
+    def delete_model(self, name: str) -> None:
+        _call(self.models.DeleteModel, model_pb.DeleteModelRequest(name=name), metadata=self._md)
+
+    def stats(self) -> Any:
+        return _call(self.models.GetServerStats, model_pb.GetServerStatsRequest(), metadata=self._md)
+
+    # ---- jobs -------------------------------------------------------------------------------
+    def get_job(self, id: str) -> job_pb2.Job:
+        return _call(self.jobs.GetJob, job_pb.GetJobRequest(id=id), metadata=self._md).job
+
+    def list_jobs(self, model: str = "") -> list[job_pb2.Job]:
+        return list(_call(self.jobs.ListJobs, job_pb.ListJobsRequest(model_name=model), metadata=self._md).jobs)
+
+    def cancel(self, id: str) -> job_pb2.Job:
+        return _call(self.jobs.CancelJob, job_pb.CancelJobRequest(id=id), metadata=self._md).job
+
+    def watch(self, id: str, after_seq: int = 0) -> Iterator[job_pb.WatchJobResponse]:
+        try:
+            yield from self.jobs.WatchJob(job_pb.WatchJobRequest(id=id, after_seq=after_seq), metadata=self._md)
+        except grpc.RpcError as e:
+            raise EmberRpcError(e.code(), e.details() or "") from None
+
+    def wait(self, job: job_pb2.Job, *, progress: bool = True, description: str = "fit") -> job_pb2.Job:
+        """Follow a job to its end (a progress bar over its time budget), and return it."""
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=100, desc=f"{description} {job.model_name}", unit="%", disable=not progress, leave=True,
+                   bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}{postfix}]")
+        last = job
+        seq = 0
+        while True:
+            try:
+                for r in self.watch(job.id, after_seq=seq):
+                    seq, e, last = r.event.seq, r.event, r.job
+                    if e.kind == job_pb2.JOB_EVENT_KIND_PROGRESS:
+                        total = e.elapsed_s + max(e.eta_s, 0.0)
+                        if e.eta_s >= 0 and total > 0:
+                            bar.n = min(100.0, 100.0 * e.elapsed_s / total)
+                        bar.set_postfix_str(f"epoch {e.epoch} step {e.step} loss {e.loss:.3f} {e.samples_per_s:.0f}/s", refresh=False)
+                        bar.refresh()
+                    elif e.kind == job_pb2.JOB_EVENT_KIND_VALIDATION:
+                        bar.write(f"  validation at step {e.step}: {e.val_score:.4f}")
+                break
+            except EmberRpcError as err:  # a dropped stream: pick it up where it stopped
+                if err.code != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                time.sleep(0.5)
+        last = self.get_job(job.id)
+        if last.state == job_pb2.JOB_STATE_SUCCEEDED:
+            bar.n = 100
+        bar.refresh()
+        bar.close()
+        return last
+
+    # ---- artifacts --------------------------------------------------------------------------
+    def download(self, artifact_id: str, dest: str | os.PathLike) -> list[Path]:
+        """Fetch an artifact's files into ``dest`` (each file written whole, checked by sha256)."""
+        dest = Path(dest)
+        written, cur, h, tmp = [], None, None, None
+        try:
+            for chunk in self.artifacts.DownloadArtifact(art_pb.DownloadArtifactRequest(id=artifact_id), metadata=self._md):
+                if cur is None:
+                    target = dest / chunk.path
+                    if dest.resolve() not in target.resolve().parents:
+                        raise EmberRpcError(grpc.StatusCode.DATA_LOSS, f"artifact path {chunk.path!r} escapes {dest}")
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    tmp_path = target.with_name(f".{target.name}.part")
+                    cur, h, tmp = target, hashlib.sha256(), open(tmp_path, "wb")
+                tmp.write(chunk.data)
+                h.update(chunk.data)
+                if chunk.last:
+                    tmp.close()
+                    if h.hexdigest() != chunk.sha256:
+                        raise EmberRpcError(grpc.StatusCode.DATA_LOSS, f"{chunk.path}: sha256 mismatch; download again")
+                    os.replace(tmp.name, cur)
+                    written.append(cur)
+                    cur = tmp = None
+        except grpc.RpcError as e:
+            raise EmberRpcError(e.code(), e.details() or "") from None
+        return written

@@ -1,0 +1,318 @@
+"""Ember's daemon-side operations in domain terms (no protobuf here): validating and
+queueing fits, resumes and transfers; serving predictions from the warm cache; dumps and
+artifacts; the model registry's view of each model. The gRPC servicers are thin wrappers."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .cache import Entry, ModelCache
+from .datastore import DataStore, Table
+from .engine import Predictor
+from .engine.config import Config
+from .engine.data import Schema
+from .engine.errors import FailedPrecondition, InvalidArgument, NotFound, Unsupported
+from .engine.model_store import ModelStore
+from .engine.plan import plan_fit
+from .engine.storage import fresh_staging_dir, read_json
+from .jobs import JobManager
+from .registry import JobRow, Registry
+from .settings import Settings
+
+log = logging.getLogger("emberd")
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_name(name: str, what: str = "model name") -> str:
+    if not NAME.match(name or "") or ".." in name:
+        raise InvalidArgument(
+            f"{what} {name!r} is not valid: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit, no '..'"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    label: str = ""
+    problem_type: str = ""
+    eval_metric: str = ""
+    time_limit_s: float = 0.0
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    column_types: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TableRef:
+    dataset_id: str = ""
+    path: str = ""
+    json_records: str = ""
+    parquet: bytes = b""
+
+    def __bool__(self) -> bool:
+        return bool(self.dataset_id or self.path or self.json_records or self.parquet)
+
+
+class Ember:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        root = settings.root_path
+        root.mkdir(parents=True, exist_ok=True)
+        self.registry = Registry(root / "registry.sqlite")
+        self.data = DataStore(root, self.registry, settings.data_roots)
+        self.models_dir = root / "models"
+        self.artifacts_dir = root / "artifacts"
+        self.models_dir.mkdir(exist_ok=True)
+        self.artifacts_dir.mkdir(exist_ok=True)
+        self.jobs = JobManager(
+            self.registry,
+            max_concurrent=settings.max_concurrent_jobs,
+            on_success=self._record_success,
+            torch_threads=settings.torch_threads,
+        )
+        self.cache = ModelCache(settings.cache_budget_bytes, self._load_version)
+
+    def start(self) -> None:
+        for row in self.registry.models():
+            self.sync_versions(row["name"])
+        self.jobs.start()
+
+    def stop(self) -> None:
+        self.jobs.stop()
+
+    # ---- models on disk ---------------------------------------------------------------------
+    def model_dir(self, name: str) -> Path:
+        return self.models_dir / check_name(name)
+
+    def _store(self, name: str) -> ModelStore:
+        return ModelStore(self.model_dir(name))
+
+    def require_model(self, name: str) -> Any:
+        row = self.registry.model(check_name(name))
+        if row is None:
+            raise NotFound(f"no model named {name!r}; ListModels shows the models this daemon holds")
+        return row
+
+    def current_version(self, name: str) -> int:
+        store = self._store(name)
+        return (store.meta().get("current_version") or 0) if store.exists() else 0
+
+    def sync_versions(self, name: str, job_id: str | None = None) -> None:
+        """Index the versions on disk the registry lacks (the one a job just wrote, with its
+        ``job_id``; after a restart, any a worker published before the daemon recorded it)."""
+        store = self._store(name)
+        known = {r["version"] for r in self.registry.versions(name)}
+        for v in store.versions():
+            if v in known:
+                continue
+            d = store.version_dir(v)
+            lineage, metrics = read_json(d / "lineage.json"), read_json(d / "metrics.json")
+            forgetting = metrics.get("forgetting") or {}
+            self.registry.add_version(
+                name,
+                v,
+                parent_version=lineage.get("parent_version"),
+                val_score=metrics.get("val_score"),
+                train_digest=lineage.get("train_digest"),
+                job_id=job_id,
+                created_at=lineage.get("created_at", time.time()),
+                forgetting_before=forgetting.get("before"),
+                forgetting_after=forgetting.get("after"),
+            )
+
+    def _record_success(self, job: JobRow, result: dict[str, Any]) -> None:
+        meta = self._store(job.model_name).meta()
+        self.registry.upsert_model(job.model_name, meta["label"], meta["problem_type"], meta["eval_metric"])
+        self.sync_versions(job.model_name, job_id=job.id)
+
+    def _current_schema(self, name: str) -> tuple[Schema, Config] | None:
+        v = self.current_version(name)
+        if not v:
+            return None
+        d = self._store(name).version_dir(v)
+        return Schema.from_json(read_json(d / "schema.json")), Config.from_dict(read_json(d / "config.json"))
+
+    # ---- training ---------------------------------------------------------------------------
+    def fit(self, name: str, train: TableRef, tuning: TableRef, opts: FitOptions, *, kind: str = "FIT") -> JobRow:
+        check_name(name)
+        self._refuse_if_busy(name)
+        train_t = self.data.resolve(**vars(train), what="train_data")
+        tuning_t = self.data.resolve(**vars(tuning), what="tuning_data") if tuning else None
+        existing = self.registry.model(name)
+        current = self._current_schema(name) if existing else None
+        if kind == "TRANSFER" and existing:
+            raise FailedPrecondition(f"model {name!r} exists; Transfer starts a new model: choose a new name")
+        if existing and current is None and self._store(name).exists():
+            raise FailedPrecondition(
+                f"model {name!r} has no finished version: its first fit was interrupted or failed; "
+                "Resume it, or DeleteModel and fit again"
+            )
+        label = opts.label or (existing["label"] if existing else "")
+        if not label:
+            raise InvalidArgument("options.label is required for a new model: name the column to predict")
+        plan = plan_fit(
+            label=label,
+            train_df=train_t.frame,
+            tuning_df=tuning_t.frame if tuning_t else None,
+            hyperparameters=opts.hyperparameters,
+            problem_type=opts.problem_type or None,
+            eval_metric=opts.eval_metric or (existing["eval_metric"] if existing else None),
+            column_types=opts.column_types or None,
+            current=current,
+        )
+        spec = {
+            "model_dir": str(self.model_dir(name)),
+            "label": label,
+            "problem_type": opts.problem_type or plan.schema.problem_type,
+            "eval_metric": plan.metric,
+            "train_path": str(train_t.path),
+            "train_dataset": train_t.dataset_id,
+            "tuning_path": str(tuning_t.path) if tuning_t else None,
+            "time_limit": opts.time_limit_s or None,
+            "hyperparameters": opts.hyperparameters,
+            "seed": opts.seed,
+            "column_types": opts.column_types,
+        }
+        return self._submit(name, kind, spec, label, plan.schema.problem_type, plan.metric)
+
+    def _submit(self, name: str, kind: str, spec: dict[str, Any], label: str, problem_type: str, metric: str, resumes: str | None = None) -> JobRow:
+        job = self.registry.create_job(JobManager.new_id(), name, kind, spec, resumes_job_id=resumes)
+        if job is None:  # another request won the race since the check in fit/resume
+            self._refuse_if_busy(name)
+        if self.registry.model(name) is None:
+            self.registry.upsert_model(name, label, problem_type, metric)
+        self.jobs.submit(job)
+        return job
+
+    def _refuse_if_busy(self, name: str) -> None:
+        busy = self.registry.active_job(name)
+        if busy is not None:
+            raise FailedPrecondition(
+                f"model {name!r} is training (job {busy.id}); wait for it with WatchJob or CancelJob it first"
+            )
+
+    def transfer(self, name: str, train: TableRef, tuning: TableRef, opts: FitOptions, dump_artifact_id: str) -> JobRow:
+        art = self.registry.artifact(dump_artifact_id)
+        if art is None or art["kind"] != "dump":
+            raise NotFound(f"no dump artifact {dump_artifact_id!r}; Dump a model first")
+        hp = dict(opts.hyperparameters)
+        root = Path(art["path"])
+        if (root / "hf_text").is_dir():
+            hp.setdefault("model.hf_text.checkpoint_name", str(root / "hf_text"))
+        if (root / "timm_image").is_dir():
+            hp.setdefault("model.timm_image.checkpoint_name", str(root / "timm_image"))
+        return self.fit(name, train, tuning, FitOptions(**{**vars(opts), "hyperparameters": hp}), kind="TRANSFER")
+
+    def resume(self, name: str, train: TableRef, tuning: TableRef) -> JobRow:
+        row = self.require_model(name)
+        self._refuse_if_busy(name)
+        jobs = [j for j in self.registry.jobs(name, limit=1)]
+        last = jobs[0] if jobs else None
+        if last is None or last.state not in ("INTERRUPTED", "CANCELLED"):
+            state = last.state if last else "none"
+            raise FailedPrecondition(
+                f"model {name!r} has no interrupted fit to resume (its last job is {state}); use Fit to train on new data"
+            )
+        run = self._store(name).run_dir / "run.json"
+        if not run.exists() or read_json(run)["status"] != "running":
+            raise FailedPrecondition(f"model {name!r}'s last run left nothing to resume; Fit it again")
+        spec = dict(last.spec)
+        if train:
+            spec["train_path"] = str(self.data.resolve(**vars(train), what="train_data").path)
+        if tuning:
+            spec["tuning_path"] = str(self.data.resolve(**vars(tuning), what="tuning_data").path)
+        return self._submit(name, "RESUME", spec, row["label"], row["problem_type"], row["eval_metric"], resumes=last.id)
+
+    # ---- serving ----------------------------------------------------------------------------
+    def _load_version(self, name: str, version: int) -> Predictor:
+        return Predictor.load(self.model_dir(name), version=version)
+
+    def warm(self, name: str, version: int = 0) -> tuple[Entry, int]:
+        self.require_model(name)
+        v = version or self.current_version(name)
+        if not v:
+            raise FailedPrecondition(f"model {name!r} has no trained version yet; wait for its fit to finish")
+        if v not in self._store(name).versions():
+            raise NotFound(f"model {name!r} has no version {v}; versions: {self._store(name).versions()}")
+        return self.cache.get(name, v), v
+
+    def predict(self, name: str, version: int, frame: pd.DataFrame, with_proba: bool) -> dict[str, Any]:
+        entry, v = self.warm(name, version)
+        p = entry.predictor
+        with entry.lock:
+            if p.problem_type == "regression":
+                return {"values": p.predict(frame, as_pandas=False).tolist(), "version": v}
+            proba = p.predict_proba(frame, as_pandas=False)
+        classes = p.class_labels or []
+        labels = [str(classes[i]) for i in np.asarray(proba).argmax(1)]
+        return {"labels": labels, "classes": [str(c) for c in classes], "proba": proba if with_proba else None, "version": v}
+
+    def evaluate(self, name: str, version: int, frame: pd.DataFrame, metrics: list[str]) -> tuple[dict[str, float], int]:
+        entry, v = self.warm(name, version)
+        with entry.lock:
+            return entry.predictor.evaluate(frame, metrics=metrics or None), v
+
+    def embed(self, name: str, version: int, frame: pd.DataFrame) -> np.ndarray:
+        entry, _ = self.warm(name, version)
+        with entry.lock:
+            return entry.predictor.extract_embedding(frame)
+
+    # ---- artifacts ----------------------------------------------------------------------------
+    def dump(self, name: str, version: int) -> Any:
+        entry, v = self.warm(name, version)
+        from .engine.dump import dump_backbones
+
+        art_id = uuid.uuid4().hex
+        staging = fresh_staging_dir(self.artifacts_dir, art_id)
+        with entry.lock:
+            dump_backbones(entry.predictor._require_model(), staging)
+        final = self.artifacts_dir / art_id
+        staging.rename(final)
+        files = sorted(str(p.relative_to(final)) for p in final.rglob("*") if p.is_file())
+        size = sum((final / f).stat().st_size for f in files)
+        self.registry.add_artifact(art_id, "dump", name, v, str(final), files, size)
+        return self.registry.artifact(art_id)
+
+    def export(self, name: str, version: int) -> Any:
+        self.warm(name, version)
+        raise Unsupported("ONNX export is not available in this daemon yet; Dump gives the backbones in their own formats")
+
+    def artifact(self, id: str) -> Any:
+        row = self.registry.artifact(id)
+        if row is None:
+            raise NotFound(f"no artifact {id!r}")
+        return row
+
+    # ---- registry views -----------------------------------------------------------------------
+    def model_info(self, name: str) -> dict[str, Any]:
+        row = self.require_model(name)
+        schema = self._current_schema(name)
+        return {
+            **dict(row),
+            "current_version": self.current_version(name),
+            "versions": [dict(v) for v in self.registry.versions(name)],
+            "training": self.registry.active_job(name) is not None,
+            "classes": [str(c) for c in schema[0].classes] if schema else [],
+        }
+
+    def delete_model(self, name: str) -> None:
+        self.require_model(name)
+        if self.registry.active_job(name):
+            raise FailedPrecondition(f"model {name!r} is training; CancelJob its job before deleting it")
+        self.cache.drop(name)
+        self.registry.delete_model(name)
+        trash = self.models_dir / f".{name}.deleted-{uuid.uuid4().hex[:8]}"
+        if self.model_dir(name).exists():
+            self.model_dir(name).rename(trash)  # one rename: gone at once, files freed after
+            shutil.rmtree(trash, ignore_errors=True)

@@ -1,0 +1,76 @@
+"""Every check a fit makes before any work, without loading weights: the engine runs it
+first in ``Predictor.fit``, and the daemon runs it on the RPC thread so that bad input
+fails the call itself (not a job, minutes later)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from .config import Config
+from .data import Schema, drop_unlabelled, infer_schema
+from .errors import FailedPrecondition, InvalidArgument
+from .metrics import canonical, default_metric
+from .models.image import check_image_checkpoint
+from .models.text import resolve_text_checkpoint
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    schema: Schema
+    cfg: Config
+    metric: str
+    continued: bool
+
+
+def plan_fit(
+    *,
+    label: str | None,
+    train_df: pd.DataFrame,
+    tuning_df: pd.DataFrame | None,
+    hyperparameters: dict[str, Any] | None,
+    problem_type: str | None = None,
+    eval_metric: str | None = None,
+    column_types: dict[str, str] | None = None,
+    current: tuple[Schema, Config] | None = None,
+) -> FitPlan:
+    """``current``: the schema and config of the model a continued fit starts from."""
+    hyperparameters = dict(hyperparameters or {})
+    if label is None:
+        raise InvalidArgument("a label is required: name the column to predict")
+    if label not in train_df.columns:
+        raise InvalidArgument(f"label column {label!r} is not in train_data; its columns are {list(train_df.columns)}")
+    if train_df[label].isna().all():
+        raise InvalidArgument(f"label column {label!r} is all missing (NaN) in train_data")
+    if current is None:
+        cfg = Config.from_overrides(hyperparameters)
+        schema = infer_schema(train_df, label, problem_type, column_types, cfg.names)
+        if schema.text:
+            resolve_text_checkpoint(cfg.text.checkpoint_name)
+        if schema.image:
+            check_image_checkpoint(cfg.image.checkpoint_name)
+    else:
+        schema, base = current
+        if label != schema.label:
+            raise FailedPrecondition(f"this model predicts {schema.label!r}; a continued fit cannot switch to {label!r}")
+        if problem_type and problem_type != schema.problem_type:
+            raise FailedPrecondition(f"this model is {schema.problem_type}; a continued fit cannot change it to {problem_type}")
+        changes = base.structural_changes(hyperparameters)
+        if changes:
+            raise FailedPrecondition(
+                "a continued fit keeps the model's structure; these overrides would change it: "
+                + "; ".join(changes)
+                + ". Fit a new model (another path or name) to change them, or drop them."
+            )
+        cfg = Config.from_overrides(hyperparameters, base=base)
+    metric = canonical(eval_metric or default_metric(schema.problem_type), schema.problem_type)
+    schema.check_columns(train_df, with_label=True, what="train_data")
+    schema.encode_labels(drop_unlabelled(train_df, label)[label])  # unseen classes, before any work
+    if tuning_df is not None:
+        schema.check_columns(tuning_df, with_label=True, what="tuning_data")
+        schema.encode_labels(drop_unlabelled(tuning_df, label)[label])
+    if len(drop_unlabelled(train_df, label)) < 2:
+        raise InvalidArgument("train_data needs at least 2 labelled rows")
+    return FitPlan(schema, cfg, metric, continued=current is not None)

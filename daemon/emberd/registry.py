@@ -1,0 +1,215 @@
+"""The registry: an embedded SQLite database (WAL) indexing models, versions (with
+lineage), datasets, jobs with their event logs, and artifacts. Tensors and tables live in
+files beside it (see ``layout``); a row is only written once its files are in place."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS models (
+  name TEXT PRIMARY KEY, label TEXT NOT NULL, problem_type TEXT NOT NULL, eval_metric TEXT NOT NULL,
+  created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS versions (
+  model_name TEXT NOT NULL, version INTEGER NOT NULL, parent_version INTEGER, val_score REAL,
+  train_digest TEXT, train_dataset TEXT, job_id TEXT, created_at REAL NOT NULL,
+  forgetting_before REAL, forgetting_after REAL, PRIMARY KEY (model_name, version));
+CREATE TABLE IF NOT EXISTS datasets (
+  id TEXT PRIMARY KEY, display_name TEXT, format TEXT NOT NULL, size_bytes INTEGER NOT NULL,
+  num_rows INTEGER NOT NULL, columns TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+  id TEXT PRIMARY KEY, model_name TEXT NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL,
+  created_at REAL NOT NULL, updated_at REAL NOT NULL, spec TEXT NOT NULL, version INTEGER,
+  error TEXT, worker_pid INTEGER, resumes_job_id TEXT);
+CREATE INDEX IF NOT EXISTS jobs_by_model ON jobs (model_name, created_at);
+CREATE TABLE IF NOT EXISTS job_events (
+  job_id TEXT NOT NULL, seq INTEGER NOT NULL, time REAL NOT NULL, event TEXT NOT NULL,
+  PRIMARY KEY (job_id, seq));
+CREATE TABLE IF NOT EXISTS artifacts (
+  id TEXT PRIMARY KEY, kind TEXT NOT NULL, model_name TEXT NOT NULL, version INTEGER NOT NULL,
+  path TEXT NOT NULL, files TEXT NOT NULL, size_bytes INTEGER NOT NULL, created_at REAL NOT NULL);
+"""
+
+ACTIVE_STATES = ("QUEUED", "RUNNING")
+FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED", "INTERRUPTED")
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: str
+    model_name: str
+    kind: str
+    state: str
+    created_at: float
+    updated_at: float
+    spec: dict[str, Any]
+    version: int | None
+    error: str | None
+    worker_pid: int | None
+    resumes_job_id: str | None
+
+
+class Registry:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(SCHEMA)
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _all(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def _one(self, sql: str, args: tuple = ()) -> sqlite3.Row | None:
+        with self._lock:
+            return self._db.execute(sql, args).fetchone()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ---- models -------------------------------------------------------------------------
+    def upsert_model(self, name: str, label: str, problem_type: str, eval_metric: str) -> None:
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO models (name, label, problem_type, eval_metric, created_at) VALUES (?,?,?,?,?) "
+                "ON CONFLICT(name) DO UPDATE SET problem_type=excluded.problem_type, eval_metric=excluded.eval_metric",
+                (name, label, problem_type, eval_metric, time.time()),
+            )
+
+    def model(self, name: str) -> sqlite3.Row | None:
+        return self._one("SELECT * FROM models WHERE name=?", (name,))
+
+    def models(self) -> list[sqlite3.Row]:
+        return self._all("SELECT * FROM models ORDER BY name")
+
+    def delete_model(self, name: str) -> None:
+        with self.tx() as db:
+            db.execute("DELETE FROM versions WHERE model_name=?", (name,))
+            db.execute("DELETE FROM artifacts WHERE model_name=?", (name,))
+            db.execute("DELETE FROM models WHERE name=?", (name,))
+
+    def add_version(self, model_name: str, version: int, **fields: Any) -> None:
+        created = fields.pop("created_at", None) or time.time()
+        cols = ["model_name", "version", "created_at", *fields]
+        vals = [model_name, version, created, *fields.values()]
+        with self.tx() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO versions ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})", tuple(vals)
+            )
+
+    def versions(self, model_name: str) -> list[sqlite3.Row]:
+        return self._all("SELECT * FROM versions WHERE model_name=? ORDER BY version", (model_name,))
+
+    # ---- datasets -----------------------------------------------------------------------
+    def add_dataset(self, id: str, display_name: str, fmt: str, size: int, rows: int, columns: list[str]) -> None:
+        with self.tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO datasets VALUES (?,?,?,?,?,?,?)",
+                (id, display_name, fmt, size, rows, json.dumps(columns), time.time()),
+            )
+
+    def dataset(self, id: str) -> sqlite3.Row | None:
+        return self._one("SELECT * FROM datasets WHERE id=?", (id,))
+
+    def datasets(self) -> list[sqlite3.Row]:
+        return self._all("SELECT * FROM datasets ORDER BY created_at DESC")
+
+    def delete_dataset(self, id: str) -> None:
+        with self.tx() as db:
+            db.execute("DELETE FROM datasets WHERE id=?", (id,))
+
+    # ---- jobs ---------------------------------------------------------------------------
+    @staticmethod
+    def _job(row: sqlite3.Row | None) -> JobRow | None:
+        if row is None:
+            return None
+        d = dict(row)
+        d["spec"] = json.loads(d["spec"])
+        return JobRow(**d)
+
+    def create_job(self, id: str, model_name: str, kind: str, spec: dict[str, Any], resumes_job_id: str | None = None) -> JobRow | None:
+        """Insert a QUEUED job unless the model already has an active one (then None)."""
+        now = time.time()
+        with self.tx() as db:
+            busy = db.execute(
+                f"SELECT id FROM jobs WHERE model_name=? AND state IN {ACTIVE_STATES}", (model_name,)
+            ).fetchone()
+            if busy:
+                return None
+            db.execute(
+                "INSERT INTO jobs (id, model_name, kind, state, created_at, updated_at, spec, resumes_job_id) VALUES (?,?,?,?,?,?,?,?)",
+                (id, model_name, kind, "QUEUED", now, now, json.dumps(spec), resumes_job_id),
+            )
+        return self.job(id)
+
+    def job(self, id: str) -> JobRow | None:
+        return self._job(self._one("SELECT * FROM jobs WHERE id=?", (id,)))
+
+    def jobs(self, model_name: str | None = None, limit: int = 100) -> list[JobRow]:
+        if model_name:
+            rows = self._all("SELECT * FROM jobs WHERE model_name=? ORDER BY created_at DESC LIMIT ?", (model_name, limit))
+        else:
+            rows = self._all("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,))
+        return [self._job(r) for r in rows]  # type: ignore[misc]
+
+    def jobs_in(self, *states: str) -> list[JobRow]:
+        q = ",".join("?" * len(states))
+        return [self._job(r) for r in self._all(f"SELECT * FROM jobs WHERE state IN ({q}) ORDER BY created_at", states)]  # type: ignore[misc]
+
+    def update_job(self, id: str, **fields: Any) -> None:
+        fields["updated_at"] = time.time()
+        sets = ",".join(f"{k}=?" for k in fields)
+        with self.tx() as db:
+            db.execute(f"UPDATE jobs SET {sets} WHERE id=?", (*fields.values(), id))
+
+    def active_job(self, model_name: str) -> JobRow | None:
+        return self._job(self._one(f"SELECT * FROM jobs WHERE model_name=? AND state IN {ACTIVE_STATES}", (model_name,)))
+
+    def append_event(self, job_id: str, event: dict[str, Any]) -> int:
+        with self.tx() as db:
+            seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM job_events WHERE job_id=?", (job_id,)).fetchone()[0]
+            db.execute("INSERT INTO job_events VALUES (?,?,?,?)", (job_id, seq, time.time(), json.dumps(event)))
+        return seq
+
+    def last_event(self, job_id: str) -> tuple[int, float, dict[str, Any]] | None:
+        r = self._one("SELECT seq, time, event FROM job_events WHERE job_id=? ORDER BY seq DESC LIMIT 1", (job_id,))
+        return None if r is None else (r["seq"], r["time"], json.loads(r["event"]))
+
+    def events(self, job_id: str, after_seq: int = 0) -> list[tuple[int, float, dict[str, Any]]]:
+        rows = self._all("SELECT seq, time, event FROM job_events WHERE job_id=? AND seq>? ORDER BY seq", (job_id, after_seq))
+        return [(r["seq"], r["time"], json.loads(r["event"])) for r in rows]
+
+    # ---- artifacts ----------------------------------------------------------------------
+    def add_artifact(self, id: str, kind: str, model_name: str, version: int, path: str, files: list[str], size: int) -> None:
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO artifacts VALUES (?,?,?,?,?,?,?,?)",
+                (id, kind, model_name, version, path, json.dumps(files), size, time.time()),
+            )
+
+    def artifact(self, id: str) -> sqlite3.Row | None:
+        return self._one("SELECT * FROM artifacts WHERE id=?", (id,))

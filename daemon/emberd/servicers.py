@@ -1,0 +1,296 @@
+"""The gRPC servicers: convert the request, call ``app.Ember``, convert the result. The
+only module besides ``server`` that imports the generated ``ember.v1`` code."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any, Iterator
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from ember.v1 import (
+    artifact_service_pb2 as art_pb,
+    artifact_service_pb2_grpc as art_grpc,
+    dataset_pb2,
+    dataset_service_pb2 as ds_pb,
+    dataset_service_pb2_grpc as ds_grpc,
+    job_pb2,
+    job_service_pb2 as job_pb,
+    job_service_pb2_grpc as job_grpc,
+    model_pb2,
+    model_service_pb2 as model_pb,
+    model_service_pb2_grpc as model_grpc,
+)
+
+from .app import Ember, FitOptions, TableRef
+from .engine.errors import InvalidArgument, NotFound
+from .registry import JobRow
+
+CHUNK = 1 << 20
+
+
+def _ts(t: float | None) -> Timestamp:
+    ts = Timestamp()
+    if t:
+        ts.FromNanoseconds(int(t * 1e9))
+    return ts
+
+
+def _table(msg: Any) -> TableRef:
+    kind = msg.WhichOneof("source")
+    return TableRef(**{kind: getattr(msg, kind)}) if kind else TableRef()
+
+
+def _options(o: Any) -> FitOptions:
+    hp = {}
+    for k, v in o.hyperparameters.items():
+        try:
+            hp[k] = json.loads(v)
+        except ValueError:
+            hp[k] = v  # a bare string is taken as a string
+    return FitOptions(
+        label=o.label,
+        problem_type=o.problem_type,
+        eval_metric=o.eval_metric,
+        time_limit_s=o.time_limit_s,
+        hyperparameters=hp,
+        seed=o.seed,
+        column_types=dict(o.column_types),
+    )
+
+
+EVENT_KINDS = {
+    "state": job_pb2.JOB_EVENT_KIND_STATE,
+    "progress": job_pb2.JOB_EVENT_KIND_PROGRESS,
+    "validation": job_pb2.JOB_EVENT_KIND_VALIDATION,
+    "checkpoint": job_pb2.JOB_EVENT_KIND_CHECKPOINT,
+}
+
+
+def job_event(job_id: str, seq: int, t: float, e: dict[str, Any]) -> job_pb2.JobEvent:
+    state = e.get("state") if e.get("kind") == "state" else None
+    message = e.get("message") or e.get("path") or ""
+    if e.get("kind") == "state" and state and state.lower() == state:  # the engine's own state notes
+        message = message or json.dumps({k: v for k, v in e.items() if k not in ("kind",)})
+        state = None
+    return job_pb2.JobEvent(
+        job_id=job_id,
+        seq=seq,
+        time=_ts(t),
+        kind=EVENT_KINDS.get(e.get("kind", ""), job_pb2.JOB_EVENT_KIND_UNSPECIFIED),
+        state=job_pb2.JobState.Value(f"JOB_STATE_{state}") if state else job_pb2.JOB_STATE_UNSPECIFIED,
+        epoch=int(e.get("epoch") or 0),
+        step=int(e.get("step") or 0),
+        loss=float(e.get("loss") or 0.0),
+        samples_per_s=float(e.get("samples_per_s") or 0.0),
+        val_score=float(e.get("score", e.get("best", e.get("val_score"))) or 0.0),
+        eta_s=float(e["eta_s"]) if e.get("eta_s") is not None else -1.0,
+        elapsed_s=float(e.get("elapsed_s") or 0.0),
+        message=message,
+    )
+
+
+class Servicers:
+    def __init__(self, app: Ember) -> None:
+        self.app = app
+
+    # ---- conversions -------------------------------------------------------------------------
+    def job(self, j: JobRow | None) -> job_pb2.Job:
+        assert j is not None
+        ev = self.app.registry.last_event(j.id)
+        last = job_event(j.id, *ev) if ev else None
+        return job_pb2.Job(
+            id=j.id,
+            model_name=j.model_name,
+            kind=job_pb2.JobKind.Value(f"JOB_KIND_{j.kind}"),
+            state=job_pb2.JobState.Value(f"JOB_STATE_{j.state}"),
+            create_time=_ts(j.created_at),
+            update_time=_ts(j.updated_at),
+            version=j.version or 0,
+            error=j.error or "",
+            last_event=last,
+            resumes_job_id=j.resumes_job_id or "",
+        )
+
+    def model(self, name: str) -> model_pb2.Model:
+        m = self.app.model_info(name)
+        return model_pb2.Model(
+            name=m["name"],
+            label=m["label"],
+            problem_type=m["problem_type"],
+            eval_metric=m["eval_metric"],
+            current_version=m["current_version"],
+            training=m["training"],
+            classes=m["classes"],
+            versions=[
+                model_pb2.ModelVersion(
+                    version=v["version"],
+                    parent_version=v["parent_version"] or 0,
+                    val_score=v["val_score"] or 0.0,
+                    train_digest=v["train_digest"] or "",
+                    job_id=v["job_id"] or "",
+                    create_time=_ts(v["created_at"]),
+                    forgetting_before=v["forgetting_before"] or 0.0,
+                    forgetting_after=v["forgetting_after"] or 0.0,
+                )
+                for v in m["versions"]
+            ],
+        )
+
+    @staticmethod
+    def artifact(row: Any) -> model_pb.Artifact:
+        return model_pb.Artifact(
+            id=row["id"], kind=row["kind"], model_name=row["model_name"], version=row["version"],
+            files=json.loads(row["files"]), path=row["path"], size_bytes=row["size_bytes"],
+        )
+
+    @staticmethod
+    def dataset(row: Any) -> dataset_pb2.Dataset:
+        return dataset_pb2.Dataset(
+            id=row["id"], display_name=row["display_name"] or "", format=row["format"], size_bytes=row["size_bytes"],
+            num_rows=row["num_rows"], columns=json.loads(row["columns"]), create_time=_ts(row["created_at"]),
+        )
+
+    def frame(self, data: Any, what: str = "data") -> Any:
+        return self.app.data.frame(**vars(_table(data)), what=what)
+
+
+class ModelServicer(model_grpc.ModelServiceServicer):
+    def __init__(self, s: Servicers) -> None:
+        self.s, self.app = s, s.app
+
+    def Fit(self, request, context):  # noqa: N802 - gRPC method names
+        job = self.app.fit(request.model_name, _table(request.train_data), _table(request.tuning_data), _options(request.options))
+        return model_pb.FitResponse(job=self.s.job(job))
+
+    def Resume(self, request, context):  # noqa: N802
+        job = self.app.resume(request.model_name, _table(request.train_data), _table(request.tuning_data))
+        return model_pb.ResumeResponse(job=self.s.job(job))
+
+    def Transfer(self, request, context):  # noqa: N802
+        job = self.app.transfer(request.model_name, _table(request.train_data), _table(request.tuning_data), _options(request.options), request.dump_artifact_id)
+        return model_pb.TransferResponse(job=self.s.job(job))
+
+    def Dump(self, request, context):  # noqa: N802
+        return model_pb.DumpResponse(artifact=self.s.artifact(self.app.dump(request.model_name, request.version)))
+
+    def Export(self, request, context):  # noqa: N802
+        return model_pb.ExportResponse(artifact=self.s.artifact(self.app.export(request.model_name, request.version)))
+
+    def Predict(self, request, context):  # noqa: N802
+        r = self.app.predict(request.model_name, request.version, self.s.frame(request.data), request.with_probabilities)
+        out = model_pb.PredictResponse(version=r["version"])
+        if "values" in r:
+            out.values.extend(r["values"])
+            return out
+        out.labels.extend(r["labels"])
+        out.classes.extend(r["classes"])
+        if r["proba"] is not None:
+            out.probabilities.extend(r["proba"].astype("float32").ravel().tolist())
+        return out
+
+    def Evaluate(self, request, context):  # noqa: N802
+        scores, v = self.app.evaluate(request.model_name, request.version, self.s.frame(request.data), list(request.metrics))
+        return model_pb.EvaluateResponse(scores=scores, version=v)
+
+    def Embed(self, request, context):  # noqa: N802
+        emb = self.app.embed(request.model_name, request.version, self.s.frame(request.data))
+        return model_pb.EmbedResponse(dim=emb.shape[1], values=emb.ravel().tolist())
+
+    def GetModel(self, request, context):  # noqa: N802
+        return model_pb.GetModelResponse(model=self.s.model(request.name))
+
+    def ListModels(self, request, context):  # noqa: N802
+        return model_pb.ListModelsResponse(models=[self.s.model(r["name"]) for r in self.app.registry.models()])
+
+    def DeleteModel(self, request, context):  # noqa: N802
+        self.app.delete_model(request.name)
+        return model_pb.DeleteModelResponse()
+
+    def GetServerStats(self, request, context):  # noqa: N802
+        st = self.app.cache.stats()
+        return model_pb.GetServerStatsResponse(
+            cache_hits=st["hits"], cache_misses=st["misses"], cache_evictions=st["evictions"],
+            cache_bytes=st["bytes"], cache_budget_bytes=st["budget"], cached=st["cached"],
+        )
+
+
+class JobServicer(job_grpc.JobServiceServicer):
+    def __init__(self, s: Servicers) -> None:
+        self.s, self.app = s, s.app
+
+    def _get(self, id: str) -> JobRow:
+        j = self.app.registry.job(id)
+        if j is None:
+            raise NotFound(f"no job {id!r}; ListJobs shows the jobs")
+        return j
+
+    def GetJob(self, request, context):  # noqa: N802
+        return job_pb.GetJobResponse(job=self.s.job(self._get(request.id)))
+
+    def ListJobs(self, request, context):  # noqa: N802
+        jobs = self.app.registry.jobs(request.model_name or None, request.page_size or 100)
+        return job_pb.ListJobsResponse(jobs=[self.s.job(j) for j in jobs])
+
+    def WatchJob(self, request, context):  # noqa: N802
+        self._get(request.id)
+        for seq, t, e, job in self.app.jobs.watch(request.id, request.after_seq, alive=context.is_active):
+            yield job_pb.WatchJobResponse(event=job_event(request.id, seq, t, e), job=self.s.job(job))
+
+    def CancelJob(self, request, context):  # noqa: N802
+        self._get(request.id)
+        return job_pb.CancelJobResponse(job=self.s.job(self.app.jobs.cancel(request.id)))
+
+
+class DatasetServicer(ds_grpc.DatasetServiceServicer):
+    def __init__(self, s: Servicers) -> None:
+        self.s, self.app = s, s.app
+
+    def UploadDataset(self, request_iterator, context):  # noqa: N802
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("part") != "header":
+            raise InvalidArgument("an upload starts with a header message (display_name, format, sha256, size_bytes)")
+        h = first.header
+        chunks = (m.chunk for m in request_iterator if m.WhichOneof("part") == "chunk")
+        id, dedup = self.app.data.put(chunks, sha256=h.sha256, fmt=h.format, display_name=h.display_name)
+        return ds_pb.UploadDatasetResponse(dataset=self.s.dataset(self.app.registry.dataset(id)), deduplicated=dedup)
+
+    def GetDataset(self, request, context):  # noqa: N802
+        row = self.app.registry.dataset(request.id)
+        if row is None:
+            raise NotFound(f"no dataset {request.id!r}")
+        return ds_pb.GetDatasetResponse(dataset=self.s.dataset(row))
+
+    def ListDatasets(self, request, context):  # noqa: N802
+        return ds_pb.ListDatasetsResponse(datasets=[self.s.dataset(r) for r in self.app.registry.datasets()])
+
+    def DeleteDataset(self, request, context):  # noqa: N802
+        self.app.data.delete(request.id)
+        return ds_pb.DeleteDatasetResponse()
+
+
+class ArtifactServicer(art_grpc.ArtifactServiceServicer):
+    def __init__(self, s: Servicers) -> None:
+        self.s, self.app = s, s.app
+
+    def DownloadArtifact(self, request, context) -> Iterator[art_pb.DownloadArtifactResponse]:  # noqa: N802
+        row = self.app.artifact(request.id)
+        root = row["path"]
+        for rel in json.loads(row["files"]):
+            h = hashlib.sha256()
+            size = os.path.getsize(os.path.join(root, rel))
+            with open(os.path.join(root, rel), "rb") as f:
+                offset = 0
+                while True:
+                    data = f.read(CHUNK)
+                    h.update(data)
+                    last = offset + len(data) >= size
+                    yield art_pb.DownloadArtifactResponse(
+                        path=rel, offset=offset, data=data, last=last, sha256=h.hexdigest() if last else ""
+                    )
+                    offset += len(data)
+                    if last:
+                        break

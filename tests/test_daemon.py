@@ -1,0 +1,174 @@
+"""The daemon over real gRPC: health, reflection, status codes of bad requests, jobs,
+cancel and resume, datasets and the warm cache (fast: tabular models train in seconds)."""
+
+import hashlib
+import json
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from ember import Client, EmberRpcError
+from ember.client import _call, table_bytes
+from ember.v1 import dataset_service_pb2 as ds_pb, job_pb2, model_service_pb2 as model_pb, table_pb2
+from emberd.server import create_server
+from emberd.settings import Settings
+
+from .daemon_helpers import tabular
+
+FAST = {"optim.max_epochs": 3, "optim.lr": 1e-3}
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    root = tmp_path_factory.mktemp("emberd")
+    data_root = tmp_path_factory.mktemp("data")
+    d = create_server(Settings(port=0, root=str(root / "root"), data_roots=(str(data_root),), max_message_bytes=4 << 20))
+    d.data_root = data_root
+    yield d
+    d.stop(1)
+
+
+@pytest.fixture(scope="module")
+def client(daemon):
+    with Client(f"127.0.0.1:{daemon.port}") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def trained(client):
+    job = client.wait(client.fit("tab", tabular(), label="label", time_limit=30, hyperparameters=FAST), progress=False)
+    assert job.state == job_pb2.JOB_STATE_SUCCEEDED, job.error
+    return "tab"
+
+
+def test_health_and_reflection(daemon):
+    with grpc.insecure_channel(f"127.0.0.1:{daemon.port}") as ch:
+        assert health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
+        for svc in ("ember.v1.ModelService", "ember.v1.JobService"):
+            r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=svc))
+            assert r.status == health_pb2.HealthCheckResponse.SERVING
+        stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+        resp = next(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+        names = {s.name for s in resp.list_services_response.service}
+        assert {"ember.v1.ModelService", "ember.v1.JobService", "ember.v1.DatasetService", "ember.v1.ArtifactService"} <= names
+
+
+def test_fit_predict_evaluate_and_lineage(client, trained):
+    df = tabular(seed=5)
+    r = client.predict(trained, df.drop(columns="label"), probabilities=True)
+    assert len(r.labels) == len(df) and list(r.classes) == ["a", "b"] and len(r.probabilities) == 2 * len(df)
+    assert client.evaluate(trained, df)["acc"] > 0.75
+    m = client.get_model(trained)
+    assert m.current_version == 1 and m.versions[0].job_id and m.versions[0].train_digest
+    job = client.wait(client.fit(trained, tabular(seed=6), time_limit=30, hyperparameters=FAST), progress=False)
+    assert job.state == job_pb2.JOB_STATE_SUCCEEDED and job.version == 2
+    v2 = client.get_model(trained).versions[1]
+    assert v2.parent_version == 1 and v2.forgetting_before > 0 and v2.forgetting_after > 0
+    events = list(client.watch(job.id))
+    kinds = {e.event.kind for e in events}
+    assert job_pb2.JOB_EVENT_KIND_VALIDATION in kinds and events[-1].job.state == job_pb2.JOB_STATE_SUCCEEDED
+    stats = client.stats()
+    assert stats.cache_misses >= 1 and stats.cache_hits >= 1
+
+
+def _code(fn):
+    with pytest.raises(EmberRpcError) as e:
+        fn()
+    return e.value.code, e.value.message
+
+
+def test_bad_requests_get_the_right_status_and_change_nothing(client, daemon, trained, tmp_path):
+    before = client.get_model(trained)
+    code, msg = _code(lambda: client.predict("no-such-model", tabular().head(2)))
+    assert code == grpc.StatusCode.NOT_FOUND and "ListModels" in msg
+    code, msg = _code(lambda: client.fit("m2", tabular().drop(columns="label"), label="label"))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "label column 'label'" in msg
+    new_class = tabular(seed=3)
+    new_class.loc[:3, "label"] = "c"
+    code, msg = _code(lambda: client.fit(trained, new_class))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "'c'" in msg
+    code, msg = _code(lambda: client.fit("../evil", tabular(), label="label"))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "not valid" in msg
+    outside = tmp_path / "t.csv"
+    tabular().to_csv(outside, index=False)
+    req = model_pb.FitRequest(model_name="m3", train_data=table_pb2.TableData(path=str(outside)), options=client.options(label="label"))
+    code, msg = _code(lambda: _call(client.models.Fit, req))
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "data roots" in msg
+    inside = daemon.data_root / "t.csv"
+    tabular().to_csv(inside, index=False)
+    escape = model_pb.FitRequest(model_name="m3", train_data=table_pb2.TableData(path=str(daemon.data_root / ".." / outside.parent.name / "t.csv")), options=client.options(label="label"))
+    code, _ = _code(lambda: _call(client.models.Fit, escape))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+
+    def bad_upload():
+        data = b"a,b\n1,2\n"
+        parts = [ds_pb.UploadDatasetRequest(header=ds_pb.UploadHeader(display_name="x", format="csv", sha256="0" * 64, size_bytes=len(data))),
+                 ds_pb.UploadDatasetRequest(chunk=data)]
+        return _call(client.datasets.UploadDataset, iter(parts))
+
+    code, msg = _code(bad_upload)
+    assert code == grpc.StatusCode.DATA_LOSS and "upload it again" in msg
+    huge = model_pb.PredictRequest(model_name=trained, data=table_pb2.TableData(json_records="[" + "1," * (3 << 20) + "1]"))
+    code, _ = _code(lambda: _call(client.models.Predict, huge))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    after = client.get_model(trained)
+    assert after == before
+    assert {m.name for m in client.list_models()} == {trained}
+
+
+def test_uploads_are_content_addressed(client):
+    df = tabular(seed=9)
+    a = client.upload(df)
+    b = client.upload(df)
+    assert a == b == hashlib.sha256(table_bytes(df)).hexdigest()
+    assert sum(1 for d in client.datasets.ListDatasets(ds_pb.ListDatasetsRequest()).datasets if d.id == a) == 1
+
+
+def test_busy_model_cancel_and_resume(client):
+    big = tabular(n=20000, seed=1)
+    job = client.fit("slow", big, label="label", time_limit=15, hyperparameters={"optim.max_epochs": 200, "env.batch_size": 8, "optim.checkpoint_interval_s": 1})
+    # wait for a checkpoint, so the cancelled job has one to resume from
+    for r in client.watch(job.id):
+        if r.event.kind == job_pb2.JOB_EVENT_KIND_CHECKPOINT:
+            break
+    code, msg = _code(lambda: client.fit("slow", big, label="label"))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "is training" in msg
+    cancelled = client.cancel(job.id)
+    assert cancelled.state == job_pb2.JOB_STATE_CANCELLED
+    resumed = client.wait(client.resume("slow"), progress=False)
+    assert resumed.state == job_pb2.JOB_STATE_SUCCEEDED, resumed.error
+    assert resumed.resumes_job_id == job.id and client.get_model("slow").current_version == 1
+
+
+def test_auth_token(tmp_path):
+    d = create_server(Settings(port=0, root=str(tmp_path / "r"), token="s3cret"))
+    try:
+        with Client(f"127.0.0.1:{d.port}", token="wrong") as bad:
+            code, msg = _code(bad.list_models)
+            assert code == grpc.StatusCode.UNAUTHENTICATED and "Bearer" in msg
+        with grpc.insecure_channel(f"127.0.0.1:{d.port}") as ch:  # health needs no token
+            assert health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
+        with Client(f"127.0.0.1:{d.port}", token="s3cret") as good:
+            assert good.list_models() == []
+    finally:
+        d.stop(1)
+
+
+def test_generated_stubs_match_the_protos(tmp_path):
+    import pathlib
+
+    from grpc_tools import protoc
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    protos = sorted(str(p.relative_to(root / "protos")) for p in (root / "protos" / "ember" / "v1").glob("*.proto"))
+    import grpc_tools
+
+    include = pathlib.Path(grpc_tools.__file__).parent / "_proto"
+    rc = protoc.main(["protoc", f"-I{root / 'protos'}", f"-I{include}", f"--python_out={tmp_path}", f"--grpc_python_out={tmp_path}", f"--pyi_out={tmp_path}", *protos])
+    assert rc == 0
+    generated = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.py*"))
+    committed = root / "clients" / "python"
+    for rel in generated:
+        assert (committed / rel).read_text() == (tmp_path / rel).read_text(), f"{rel} is stale: run `make protos`"
