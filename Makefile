@@ -4,11 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ember-installed
 
-.PHONY: install demo test bench clean protos
+.PHONY: install demo test bench clean protos lint-protos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip 'setuptools>=77.0.3,<81' wheel
+	# torch first: the C++/CUDA ops build against it (--no-build-isolation, see ENVIRONMENT.md)
+	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --no-build-isolation -e '.[dev]'
 	touch $(STAMP)
 
@@ -17,12 +19,21 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m emberd.demo
 
-test: $(STAMP)
+node_modules/.ember-installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+# buf's STANDARD lint rules over the API's source of truth (protos/buf.yaml)
+lint-protos: node_modules/.ember-installed
+	cd protos && ../node_modules/.bin/buf lint
+
+test: $(STAMP) lint-protos
 	$(PY) -m pytest -ra -v tests
 
 bench: $(STAMP)
 	$(PY) bench/train_throughput.py
 	$(PY) bench/budget_curve.py
+	$(PY) bench/daemon_latency.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

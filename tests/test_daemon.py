@@ -128,11 +128,12 @@ def test_uploads_are_content_addressed(client):
 
 def test_busy_model_cancel_and_resume(client):
     big = tabular(n=20000, seed=1)
-    job = client.fit("slow", big, label="label", time_limit=15, hyperparameters={"optim.max_epochs": 200, "env.batch_size": 8, "optim.checkpoint_interval_s": 1})
+    job = client.fit("slow", big, label="label", time_limit=15, hyperparameters={"optim.max_epochs": 200, "env.batch_size": 8, "optim.checkpoint_interval_s": 1, "optim.val_check_interval": 0.02})
     # wait for a checkpoint, so the cancelled job has one to resume from
     for r in client.watch(job.id):
         if r.event.kind == job_pb2.JOB_EVENT_KIND_CHECKPOINT:
             break
+    assert r.event.kind == job_pb2.JOB_EVENT_KIND_CHECKPOINT, f"no checkpoint: {r.job}"
     code, msg = _code(lambda: client.fit("slow", big, label="label"))
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "is training" in msg
     cancelled = client.cancel(job.id)
@@ -172,3 +173,42 @@ def test_generated_stubs_match_the_protos(tmp_path):
     committed = root / "clients" / "python"
     for rel in generated:
         assert (committed / rel).read_text() == (tmp_path / rel).read_text(), f"{rel} is stale: run `make protos`"
+
+
+def test_cli_status_models_and_predict(daemon, trained, tmp_path):
+    import subprocess
+    import sys
+
+    addr = f"127.0.0.1:{daemon.port}"
+    out = subprocess.run([sys.executable, "-m", "ember.cli", "--address", addr, "status"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "SERVING" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "ember.cli", "--address", addr, "models"], capture_output=True, text=True, timeout=60)
+    assert trained in out.stdout
+    rows = tmp_path / "rows.csv"
+    tabular(n=5, seed=11).drop(columns="label").to_csv(rows, index=False)
+    out = subprocess.run([sys.executable, "-m", "ember.cli", "--address", addr, "predict", trained, str(rows)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and set(out.stdout.split()) <= {"a", "b"} and len(out.stdout.split()) == 5
+    out = subprocess.run([sys.executable, "-m", "ember.cli", "--address", addr, "predict", "nope", str(rows)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "NOT_FOUND" in out.stderr
+
+
+def test_client_starts_a_local_daemon_once_and_reuses_it(tmp_path):
+    import subprocess
+
+    from ember.client import ensure_local_daemon
+
+    from .daemon_helpers import free_port
+
+    port = free_port()
+    root = tmp_path / "auto"
+    try:
+        a = ensure_local_daemon(port=port, root=str(root))
+        b = ensure_local_daemon(port=port, root=str(root))
+        assert a == b == f"127.0.0.1:{port}"
+        pids = subprocess.run(["pgrep", "-f", f"emberd --port {port}"], capture_output=True, text=True).stdout.split()
+        assert len(pids) == 1
+        with Client(a) as c:
+            assert c.list_models() == []
+        assert (root / "registry.sqlite").exists()
+    finally:
+        subprocess.run(["pkill", "-TERM", "-f", f"emberd --port {port}"])

@@ -22,7 +22,7 @@ def test_daemon_killed_during_fit_restarts_consistent_and_resumes(tmp_path):
             assert first.state == job_pb2.JOB_STATE_SUCCEEDED
             dataset = c.upload(tabular(seed=4))
             job = c.fit("victim", tabular(n=20000, seed=2), label="label", time_limit=20,
-                        hyperparameters={"optim.max_epochs": 100, "env.batch_size": 8, "optim.checkpoint_interval_s": 1})
+                        hyperparameters={"optim.max_epochs": 100, "env.batch_size": 8, "optim.checkpoint_interval_s": 1, "optim.val_check_interval": 0.02})
             for r in c.watch(job.id):
                 if r.event.kind == job_pb2.JOB_EVENT_KIND_CHECKPOINT:
                     break

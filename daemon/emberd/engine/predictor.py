@@ -224,14 +224,15 @@ class Predictor:
             started=started,
             checkpoint_path=store.run_dir / "last.ckpt",
             resume_from=resume_from,
+            fresh_head=run["parent_version"] is None,
             seed=run["seed"],
             emit=emit,
         )
-        model.net.load_state_dict(result.best_state)
         model.net.eval()
         metrics: dict[str, Any] = {
             "metric": run["metric"],
             "val_score": result.best_score,
+            "averaged_steps": result.averaged_steps,
             "history": result.history,
             "steps": result.steps,
             "epochs": result.epochs,

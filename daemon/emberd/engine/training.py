@@ -19,6 +19,7 @@ from .checkpoint_io import SafeCheckpointIO
 from .config import Config
 from .data import Schema
 from .features import Collator, Encoded, LengthBuckets
+from .head_init import fit_linear_head
 from .inference import raw_outputs, to_predictions
 from .metrics import higher_is_better, score
 from .models import MultimodalNet
@@ -92,8 +93,8 @@ def validation_loss(schema: Schema, raw: np.ndarray, labels: torch.Tensor) -> fl
 
 @dataclass
 class RunResult:
-    best_score: float
-    best_state: dict[str, torch.Tensor]
+    best_score: float  # validation score of the final weights (left loaded in the net)
+    averaged_steps: list[int]  # the checkpoints (by step) averaged into them
     history: list[dict[str, float]]
     steps: int
     epochs: int
@@ -116,10 +117,11 @@ def train(
     started: float,
     checkpoint_path: Path,
     resume_from: Path | None,
+    fresh_head: bool,
     seed: int,
     emit: Callable[[dict[str, Any]], None],
 ) -> RunResult:
-    """Train ``net`` in place and return the best weights seen on validation."""
+    """Train ``net`` in place; on return it holds the selected (averaged) weights."""
     L.seed_everything(seed, workers=False, verbose=False)
     net.train()  # pretrained backbones load in eval mode; train with their dropout on
     if cfg.text and "text" in net.encoders and cfg.text.freeze_word_embeddings:
@@ -145,13 +147,21 @@ def train(
 
     validator: Validator
 
+    # What one validation costs, from a probe forward (the second of two: the first pays
+    # warm-up), until the first real validation measures it.
+    probe_rows = np.arange(min(32, val_enc.n))
+    for _ in range(2):
+        t_probe = time.monotonic()
+        raw_outputs(net, val_collator, val_lengths[probe_rows], cfg.env.eval_batch_size)
+        t_probe = time.monotonic() - t_probe
+    val_estimate = t_probe / len(probe_rows) * val_enc.n
+
     def reserve() -> float:
-        # final validation (measured, or estimated from the step time) + writing the model
-        if validator.last_eval_s:
-            ev = validator.last_eval_s
-        else:
-            ev = (budget.step_s or 1.0) / bs * val_enc.n / 2.5
-        return ev + 1.5
+        # final validation (measured, or the probe's estimate), the soup's evaluations, writing the model
+        ev = validator.last_eval_s or val_estimate
+        # the soup re-validates averages with the kept checkpoints (at most top_k - 1)
+        soup_evals = min(cfg.optim.top_k, len(validator.top) + 1) - 1 if cfg.optim.top_k_average_method != "best" else 0
+        return ev * (1 + soup_evals) + 1.5
 
     budget = TimeBudget(time_limit, started, reserve)
     steps_per_epoch = len(sampler)
@@ -160,6 +170,8 @@ def train(
         higher_is_better=higher_is_better(metric),
         every_steps=max(1, math.ceil(steps_per_epoch * cfg.optim.val_check_interval)),
         patience=cfg.optim.patience,
+        top_k=cfg.optim.top_k,
+        frozen={n for n, p in net.named_parameters() if not p.requires_grad},
         checkpoint_path=checkpoint_path,
         checkpoint_interval_s=cfg.optim.checkpoint_interval_s,
         budget=budget,
@@ -172,11 +184,18 @@ def train(
         emit(e)
 
     validator.emit = sink
+    if resume_from is None and fresh_head and net.fusion is None and cfg.optim.head_init_rows > 0:
+        probe = fit_linear_head(
+            net, train_enc, make_collator(train_enc, train=False), train_lengths,
+            regression=schema.problem_type == "regression", rows=cfg.optim.head_init_rows,
+            batch_size=cfg.env.eval_batch_size, seed=seed,
+        )
+        sink({"kind": "state", "state": "head_initialized", **probe})
     progress = Progress(sink, budget, bs)
     schedule = BudgetSchedule(budget, steps_per_epoch * cfg.optim.max_epochs, cfg.optim.warmup_steps)
     callbacks: list[L.Callback] = [budget, schedule, validator, progress]
     backbones = [net.encoders[k] for k in ("text", "image") if k in net.encoders]
-    if cfg.optim.linear_probe_frac > 0 and backbones:
+    if cfg.optim.linear_probe_frac > 0 and backbones and net.fusion is not None:
         callbacks.insert(2, LinearProbe(backbones, schedule, cfg.optim.linear_probe_frac))
     trainer = L.Trainer(
         accelerator="cpu",
@@ -196,15 +215,16 @@ def train(
     t0 = time.monotonic()
     trainer.fit(lit, train_dataloaders=loader, ckpt_path=str(resume_from) if resume_from else None)
     train_s = time.monotonic() - t0
-    assert validator.best_state is not None and validator.best_score is not None
+    assert validator.best is not None
     stopped_by = (
         "time_limit" if budget.out_of_time() or (time_limit and budget.elapsed() > time_limit * 0.8)
         else "patience" if validator.bad_evals >= cfg.optim.patience
         else "max_epochs"
     )
+    final_score, averaged = validator.soup(lit, cfg.optim.top_k_average_method)
     return RunResult(
-        best_score=validator.best_score,
-        best_state=validator.best_state,
+        best_score=final_score,
+        averaged_steps=averaged,
         history=validator.history,
         steps=trainer.global_step,
         epochs=trainer.current_epoch,

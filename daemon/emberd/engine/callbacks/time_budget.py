@@ -21,6 +21,7 @@ class TimeBudget(L.Callback):
         self.reserve_s = reserve_s
         self.step_s: float | None = None  # moving average of one training step
         self._t_batch = 0.0
+        self._batches = 0
 
     def elapsed(self) -> float:
         return self.prior_s + time.monotonic() - self.started
@@ -41,7 +42,9 @@ class TimeBudget(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         dt = time.monotonic() - self._t_batch
-        self.step_s = dt if self.step_s is None else 0.8 * self.step_s + 0.2 * dt
+        self._batches += 1
+        if self._batches > 2:  # the first steps pay one-off warm-up costs: not a step's time
+            self.step_s = dt if self.step_s is None else 0.8 * self.step_s + 0.2 * dt
         if self.out_of_time():
             trainer.should_stop = True
 

@@ -1,6 +1,8 @@
-"""Validation on the holdout inside the training loop, at a fraction of an epoch and once
-at the end; keeps the best weights (selection by the eval metric), writes ``last.ckpt``
-(atomically, at most every ``checkpoint_interval_s``) and stops early on patience."""
+"""Validation on the holdout inside the training loop (at a fraction of an epoch, and once
+at the end): keeps the top-k weights by the eval metric (ties: lower validation loss),
+writes ``last.ckpt`` atomically at most every ``checkpoint_interval_s``, stops early on
+patience, and at the end averages the top-k greedily (AutoMM's greedy soup: a checkpoint
+joins the average only if the average scores at least as well)."""
 
 from __future__ import annotations
 
@@ -13,15 +15,19 @@ import torch
 
 from .time_budget import TimeBudget
 
+Evaluate = Callable[[], tuple[float, float]]
+
 
 class Validator(L.Callback):
     def __init__(
         self,
-        evaluate: Callable[[], tuple[float, float]],
+        evaluate: Evaluate,
         *,
         higher_is_better: bool,
         every_steps: int,
         patience: int,
+        top_k: int,
+        frozen: set[str],
         checkpoint_path: Path,
         checkpoint_interval_s: float,
         budget: TimeBudget,
@@ -31,48 +37,58 @@ class Validator(L.Callback):
         self.sign = 1.0 if higher_is_better else -1.0
         self.every_steps = max(1, every_steps)
         self.patience = patience
+        self.top_k = max(1, top_k)
+        self.frozen = frozen  # state keys that never change (not copied into snapshots)
         self.checkpoint_path = checkpoint_path
         self.checkpoint_interval_s = checkpoint_interval_s
         self.budget = budget
         self.emit = emit
-        self.best_score: float | None = None
-        self.best_loss = float("inf")
-        self.best_step = -1
-        self.best_state: dict[str, torch.Tensor] | None = None
+        self.top: list[dict[str, Any]] = []  # best first: score, loss, step, state
         self.history: list[dict[str, float]] = []
         self.bad_evals = 0
         self.last_eval_s = 0.0  # duration of the last validation (feeds the time reserve)
         self.last_ckpt_at: float | None = None
         self.validated_step = -1
 
-    def validate(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+    def rank(self, score: float, loss: float) -> tuple[float, float]:
+        return (self.sign * score, -loss)
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        return self.top[0] if self.top else None
+
+    def _timed_eval(self, module: L.LightningModule) -> tuple[float, float]:
         t0 = time.monotonic()
         module.eval()
         try:
-            s, loss = self.evaluate()
+            return self.evaluate()
         finally:
             module.train()
-        self.last_eval_s = time.monotonic() - t0
+            self.last_eval_s = time.monotonic() - t0
+
+    def validate(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        s, loss = self._timed_eval(module)
         step = trainer.global_step
         self.validated_step = step
         self.history.append({"step": step, "epoch": trainer.current_epoch, "score": s, "loss": loss, "elapsed_s": self.budget.elapsed()})
-        # The eval metric selects; on a tie (common for accuracy on a small holdout) the
-        # lower validation loss wins.
-        improved = self.best_score is None or self.sign * (s - self.best_score) > 0 or (s == self.best_score and loss < self.best_loss)
-        if improved:
-            self.best_score, self.best_loss, self.best_step, self.bad_evals = s, loss, step, 0
-            self.best_state = {k: v.detach().clone() for k, v in module.net.state_dict().items()}
+        entry = {"score": s, "loss": loss, "step": step}
+        if len(self.top) < self.top_k or self.rank(s, loss) > self.rank(self.top[-1]["score"], self.top[-1]["loss"]):
+            entry["state"] = {k: v.detach().clone() for k, v in module.net.state_dict().items() if k not in self.frozen}
+            self.top = sorted([*self.top, entry], key=lambda e: self.rank(e["score"], e["loss"]), reverse=True)[: self.top_k]
+        if self.top[0] is entry:
+            self.bad_evals = 0
         else:
             self.bad_evals += 1
             if self.bad_evals >= self.patience:
                 trainer.should_stop = True
-        self.emit({"kind": "validation", "step": step, "epoch": trainer.current_epoch, "score": s, "best": self.best_score})
+        self.emit({"kind": "validation", "step": step, "epoch": trainer.current_epoch, "score": s, "best": self.top[0]["score"]})
 
     def maybe_checkpoint(self, trainer: L.Trainer) -> None:
         now = self.budget.elapsed()
         if self.last_ckpt_at is not None and now - self.last_ckpt_at < self.checkpoint_interval_s:
             return
-        if self.budget.remaining() is not None and self.budget.remaining() < 2 * self.checkpoint_interval_s / 3:
+        remaining = self.budget.remaining()
+        if remaining is not None and remaining < 2 * self.checkpoint_interval_s / 3:
             return  # the run is about to end; its result is the model version, not a checkpoint
         self.last_ckpt_at = now
         trainer.save_checkpoint(self.checkpoint_path, weights_only=False)
@@ -87,23 +103,52 @@ class Validator(L.Callback):
         if self.validated_step != trainer.global_step:
             self.validate(trainer, module)
 
+    # ---- the result ---------------------------------------------------------------------
+    def soup(self, module: L.LightningModule, method: str) -> tuple[float, list[int]]:
+        """Load the final weights into ``module.net``: the best checkpoint ("best"), the
+        average of the top-k ("uniform_soup"), or a greedy average ("greedy_soup").
+        Returns their validation score and the steps averaged."""
+        net = module.net
+        base = net.state_dict()
+
+        def load(entries: list[dict[str, Any]]) -> None:
+            state = {}
+            for k, v in base.items():
+                if k in self.frozen:
+                    state[k] = v
+                elif v.is_floating_point():
+                    state[k] = sum(e["state"][k] for e in entries) / len(entries)
+                else:
+                    state[k] = entries[0]["state"][k]
+            net.load_state_dict(state)
+
+        best = self.top[0]
+        chosen = [best]
+        score = best["score"]
+        if method == "uniform_soup" and len(self.top) > 1:
+            chosen = list(self.top)
+            load(chosen)
+            score, _ = self._timed_eval(module)
+        elif method == "greedy_soup":
+            rank = self.rank(best["score"], best["loss"])
+            for cand in self.top[1:]:
+                load([*chosen, cand])
+                s, loss = self._timed_eval(module)
+                if self.rank(s, loss) >= rank:
+                    chosen, rank, score = [*chosen, cand], self.rank(s, loss), s
+        load(chosen)
+        return score, [e["step"] for e in chosen]
+
     def state_dict(self) -> dict[str, Any]:
         return {
-            "best_score": self.best_score,
-            "best_loss": self.best_loss,
-            "best_step": self.best_step,
-            "best_state": self.best_state or {},
+            "top": self.top,
             "history": self.history,
             "bad_evals": self.bad_evals,
             "last_eval_s": self.last_eval_s,
-            "last_ckpt_at": self.last_ckpt_at,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best_score = state["best_score"]
-        self.best_loss = state["best_loss"]
-        self.best_step = state["best_step"]
-        self.best_state = state["best_state"] or None
+        self.top = list(state["top"])
         self.history = list(state["history"])
         self.bad_evals = state["bad_evals"]
         self.last_eval_s = state["last_eval_s"]
