@@ -5,10 +5,15 @@ Text is tokenized once per dataset, without special tokens, into CSR form (flat 
 offsets); ``collate_text`` places [CLS]/[SEP], truncates pairs longest-first and pads each
 batch to its longest row (rounded up to a multiple of 8). Batches come from
 ``LengthBuckets``, which groups rows of similar length so that little compute goes to pads.
+
+Collation runs as ``ember_kernels``' C++/CUDA ops (``env.kernels="ops"``, the default) or as
+the eager code here (``"reference"``); ``kernel_ops`` picks one, says once which ran, and
+never falls back from one to the other.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
@@ -22,11 +27,44 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .data import Schema
-from .errors import InvalidArgument
+from .errors import FailedPrecondition, InvalidArgument
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TokenCSR", "Encoded", "encode_table", "collate_text", "LengthBuckets", "Collator"]
+__all__ = ["TokenCSR", "Encoded", "encode_table", "collate_text", "LengthBuckets", "Collator", "kernel_ops"]
+
+
+# ---- which implementation runs collation and the fusion head ----------------------------
+KERNELS = ("ops", "reference")
+_announced: set[tuple[str, str, str]] = set()
+
+
+@functools.cache
+def _load_kernel_ops() -> Any:
+    try:
+        import ember_kernels
+    except ImportError as e:
+        raise FailedPrecondition(
+            f"env.kernels='ops' needs the compiled ember_kernels extension, which cannot be imported ({e}). "
+            "Build it with `.venv/bin/pip install --no-build-isolation -e .` (make install), "
+            "or set env.kernels='reference' to run the eager torch code instead"
+        ) from e
+    return ember_kernels.ops
+
+
+def kernel_ops(kernels: str, what: str | None = None, device: Any = "cpu") -> Any | None:
+    """``ember_kernels.ops`` for ``kernels="ops"``, None for ``"reference"`` (the caller's
+    eager code). A missing extension is an error, never a silent fallback. With ``what``,
+    logs once per process which implementation runs it on which device."""
+    if kernels not in KERNELS:
+        raise InvalidArgument(f"env.kernels must be one of {KERNELS}, got {kernels!r}")
+    ops = _load_kernel_ops() if kernels == "ops" else None
+    key = (what or "", kernels, str(device))
+    if what is not None and key not in _announced:
+        _announced.add(key)
+        how = "ember_kernels C++/CUDA ops" if ops is not None else "eager torch reference"
+        logging.getLogger("emberd.engine").info("%s on %s: %s (env.kernels=%r)", what, device, how, kernels)
+    return ops
 
 
 @dataclass(frozen=True)
@@ -237,13 +275,37 @@ def collate_text(
     special: SpecialTokens,
     max_len: int,
     pad_multiple: int = 8,
+    *,
+    kernels: str = "ops",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``input_ids``, ``attention_mask``, ``token_type_ids`` for one sequence per row:
     ``[CLS] a [SEP]`` for one column, ``[CLS] a [SEP] b [SEP]`` for two (longest-first
     truncation to ``max_len``), padded to the batch's longest rounded up to ``pad_multiple``
-    (at most ``max_len``)."""
+    (at most ``max_len``). ``kernels``: ``"ops"`` (the C++ op) or ``"reference"`` (the
+    per-row loop below); both give identical tensors."""
     if len(columns) not in (1, 2):
         raise ValueError("collate_text takes one column or a pair")
+    ops = kernel_ops(kernels, "text collation", columns[0].ids.device)
+    if ops is None:
+        return _collate_text_reference(columns, rows, special, max_len, pad_multiple)
+    b = columns[1] if len(columns) == 2 else None
+    return ops.collate_text(
+        columns[0].ids,
+        columns[0].offsets,
+        torch.as_tensor(rows, dtype=torch.int64),
+        ids_b=None if b is None else b.ids,
+        offsets_b=None if b is None else b.offsets,
+        cls_id=special.cls_id,
+        sep_id=special.sep_id,
+        pad_id=special.pad_id,
+        max_len=max_len,
+        pad_multiple=pad_multiple,
+    )
+
+
+def _collate_text_reference(
+    columns: Sequence[TokenCSR], rows: Sequence[int], special: SpecialTokens, max_len: int, pad_multiple: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     pieces = []
     for r in rows:
         spans = [c.ids[c.offsets[r] : c.offsets[r + 1]] for c in columns]
@@ -287,7 +349,10 @@ class Collator:
         std: Sequence[float],
         hflip: bool = False,
         seed: int = 0,
+        kernels: str = "ops",
     ) -> None:
+        kernel_ops(kernels)  # an unknown value or a missing extension fails here, before any batch
+        self.kernels = kernels
         self.enc = enc
         self.special = special
         self.max_text_len = max_text_len
@@ -308,9 +373,12 @@ class Collator:
                 groups = [enc.text[:2]] if len(enc.text) <= 2 else [enc.text]
                 if len(enc.text) > 2:
                     raise InvalidArgument("text_pair_mode='cross' joins at most two text columns; use 'siamese'")
-                seqs = [collate_text(g, rows, self.special, self.max_text_len, self.pad_multiple) for g in groups]
             else:
-                seqs = [collate_text([c], rows, self.special, self.max_text_len, self.pad_multiple) for c in enc.text]
+                groups = [[c] for c in enc.text]
+            seqs = [
+                collate_text(g, rows, self.special, self.max_text_len, self.pad_multiple, kernels=self.kernels)
+                for g in groups
+            ]
             width = max(s[0].shape[1] for s in seqs)
             stacked = []
             for part in range(3):
@@ -330,9 +398,14 @@ class Collator:
         return batch
 
     def collate_images(self, hwc: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, H, W, 3) to normalized float (N, 3, H, W), mirroring a random half when
+        training with hflip (the same draws whichever implementation runs)."""
+        flip = torch.rand(len(hwc), generator=self.gen) < 0.5 if self.hflip else None
+        ops = kernel_ops(self.kernels, "image collation", hwc.device)
+        if ops is not None:
+            return ops.collate_images(hwc, self.mean.view(-1), self.std.view(-1), flip)
         x = hwc.permute(0, 3, 1, 2).float()
-        if self.hflip:
-            flip = torch.rand(len(x), generator=self.gen) < 0.5
+        if flip is not None:
             x[flip] = x[flip].flip(-1)
         return (x - self.mean) / self.std
 

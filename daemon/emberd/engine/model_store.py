@@ -80,6 +80,7 @@ class TrainedModel:
             std=image.std if image else (1.0, 1.0, 1.0),
             hflip=train and "hflip" in self.cfg.image.train_transforms,
             seed=seed,
+            kernels=self.cfg.env.kernels,
         )
 
     # ---- writing ----------------------------------------------------------------------

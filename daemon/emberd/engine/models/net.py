@@ -25,7 +25,10 @@ class MultimodalNet(nn.Module):
             self.fusion = None
             self.head = nn.Sequential(nn.Dropout(cfg.fusion.dropout), nn.Linear(widths[0], schema.num_outputs))
         else:
-            self.fusion = FusionMLP(widths, cfg.fusion.hidden_size, cfg.fusion.num_layers, cfg.fusion.dropout, schema.num_outputs)
+            self.fusion = FusionMLP(
+                widths, cfg.fusion.hidden_size, cfg.fusion.num_layers, cfg.fusion.dropout, schema.num_outputs,
+                kernels=cfg.env.kernels,
+            )
             self.head = None
 
     def features(self, batch: dict[str, Any]) -> list[torch.Tensor]:
