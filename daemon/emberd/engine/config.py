@@ -82,7 +82,7 @@ class OptimConfig:
     lr_mult: float = _f(10.0, "the heads' (and fusion MLP's) learning rate is lr * lr_mult")
     weight_decay: float = _f(1e-3, "AdamW weight decay (not on biases and norms)")
     warmup_steps: float = _f(0.05, "fraction of the run spent warming the learning rate up")
-    head_init_rows: int = _f(1024, "a new linear head is first fitted exactly (L-BFGS) on the features of this many rows; 0 = off")
+    head_init_rows: int = _f(512, "a new linear head is first fitted exactly (L-BFGS) on the features of this many rows; 0 = off")
     linear_probe_frac: float = _f(0.15, "fusion models: fraction of the run that trains the fusion MLP only, backbones frozen (LP-FT)")
     max_epochs: int = _f(10, "upper bound on epochs (the time limit usually ends the fit first)")
     top_k: int = _f(3, "validation checkpoints kept for the final average")
@@ -116,6 +116,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.hf_text.pooling": ("mean", "cls"),
     "model.hf_text.text_pair_mode": ("siamese", "cross"),
     "optim.top_k_average_method": ("greedy_soup", "uniform_soup", "best"),
+    "env.kernels": ("ops", "reference"),
 }
 
 MODEL_NAMES = ("hf_text", "timm_image", "numerical_mlp", "categorical_mlp", "fusion_mlp")

@@ -150,6 +150,7 @@ class Predictor:
                     f"{self.path!r} already holds a trained predictor; load it to continue training, "
                     "or choose another path for a new model"
                 )
+            torch.manual_seed(seed)  # new layers start from the same weights for the same seed
             net = build_net(schema, cfg, pretrained=True)
             model = TrainedModel(schema, cfg, net, self._tokenizer(cfg) if schema.text else None)
         else:
