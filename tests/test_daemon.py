@@ -212,3 +212,38 @@ def test_client_starts_a_local_daemon_once_and_reuses_it(tmp_path):
         assert (root / "registry.sqlite").exists()
     finally:
         subprocess.run(["pkill", "-TERM", "-f", f"emberd --port {port}"])
+
+
+def test_eight_clients_predict_while_a_fit_runs(client, daemon, trained):
+    import threading
+
+    job = client.fit("busy-bee", tabular(n=20000, seed=3), label="label", time_limit=20,
+                     hyperparameters={"optim.max_epochs": 200, "env.batch_size": 8})
+    errors, answers = [], []
+
+    def hammer(seed):
+        with Client(f"127.0.0.1:{daemon.port}") as c:
+            for i in range(15):
+                try:
+                    answers.append(len(c.predict(trained, tabular(n=4, seed=seed * 100 + i).drop(columns="label")).labels))
+                except Exception as e:  # noqa: BLE001 - every error is a failure of this test
+                    errors.append(repr(e))
+
+    threads = [threading.Thread(target=hammer, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert client.get_job(job.id).state in (job_pb2.JOB_STATE_RUNNING, job_pb2.JOB_STATE_SUCCEEDED)
+    client.cancel(job.id)
+    assert errors == [] and answers == [4] * 120
+
+
+def test_settings_precedence(tmp_path):
+    from emberd.settings import load_settings
+
+    cfg = tmp_path / "s.json"
+    cfg.write_text(json.dumps({"port": 1111, "root": "/from/file", "max_concurrent_jobs": 3}))
+    s = load_settings(["--config", str(cfg), "--port", "2222", "--data-roots", "/a", "--data-roots", "/b"],
+                      env={"EMBER_ROOT": "/from/env", "EMBER_PORT": "3333"})
+    assert (s.port, s.root, s.max_concurrent_jobs, s.data_roots, s.host) == (2222, "/from/env", 3, ("/a", "/b"), "127.0.0.1")

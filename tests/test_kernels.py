@@ -199,7 +199,7 @@ def test_collator_gives_identical_batches_with_ops_and_references():
             batches.append([c(rows), c(rows)])  # twice: the flips differ between calls, alike between runs
         for got, want in zip(*batches):
             assert_same(got["text"], want["text"])
-            assert_same(got["images"], want["images"])
+            assert_same(got["image"], want["image"])
 
 
 # ---- fusion head ------------------------------------------------------------------------

@@ -388,7 +388,7 @@ class Collator:
                 )
             batch["text"] = tuple(stacked)  # each (columns, batch, length)
         if enc.images:
-            batch["images"] = [self.collate_images(im[idx]) for im in enc.images]
+            batch["image"] = [self.collate_images(im[idx]) for im in enc.images]
         if enc.numeric is not None:
             batch["numeric"] = enc.numeric[idx]
         if enc.categorical is not None:
