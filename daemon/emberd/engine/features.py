@@ -113,22 +113,6 @@ class Encoded:
         lens = torch.stack([t.lengths for t in self.text])
         return (lens.sum(0) if pair_mode == "cross" else lens.max(0).values).numpy()
 
-    def subset(self, idx: np.ndarray) -> "Encoded":
-        idx_t = torch.as_tensor(idx, dtype=torch.int64)
-        text = []
-        for t in self.text:
-            rows = [t.ids[t.offsets[i] : t.offsets[i + 1]].tolist() for i in idx]
-            text.append(TokenCSR.from_lists(rows))
-        return Encoded(
-            n=len(idx),
-            text=text,
-            images=[im[idx_t] for im in self.images],
-            numeric=None if self.numeric is None else self.numeric[idx_t],
-            categorical=None if self.categorical is None else self.categorical[idx_t],
-            labels=None if self.labels is None else self.labels[idx_t],
-            kept_rows=self.kept_rows[idx],
-        )
-
 
 # ---- images -----------------------------------------------------------------------------
 def load_image(value: Any, size: int) -> np.ndarray:
@@ -370,9 +354,9 @@ class Collator:
         if enc.text:
             assert self.special is not None
             if self.pair_mode == "cross" or len(enc.text) == 1:
-                groups = [enc.text[:2]] if len(enc.text) <= 2 else [enc.text]
                 if len(enc.text) > 2:
                     raise InvalidArgument("text_pair_mode='cross' joins at most two text columns; use 'siamese'")
+                groups = [enc.text]
             else:
                 groups = [[c] for c in enc.text]
             seqs = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -101,7 +101,6 @@ class RunResult:
     elapsed_s: float
     stopped_by: str
     samples_per_s: float = 0.0
-    events: list[dict[str, Any]] = field(default_factory=list)
 
 
 def train(
@@ -177,21 +176,15 @@ def train(
         budget=budget,
         emit=emit,
     )
-    events: list[dict[str, Any]] = []
 
-    def sink(e: dict[str, Any]) -> None:
-        events.append(e)
-        emit(e)
-
-    validator.emit = sink
     if resume_from is None and fresh_head and net.fusion is None and cfg.optim.head_init_rows > 0:
         probe = fit_linear_head(
             net, train_enc, make_collator(train_enc, train=False), train_lengths,
             regression=schema.problem_type == "regression", rows=cfg.optim.head_init_rows,
             batch_size=cfg.env.eval_batch_size, seed=seed,
         )
-        sink({"kind": "state", "state": "head_initialized", **probe})
-    progress = Progress(sink, budget, bs)
+        emit({"kind": "state", "state": "head_initialized", **probe})
+    progress = Progress(emit, budget, bs)
     schedule = BudgetSchedule(budget, steps_per_epoch * cfg.optim.max_epochs, cfg.optim.warmup_steps)
     callbacks: list[L.Callback] = [budget, schedule, validator, progress]
     backbones = [net.encoders[k] for k in ("text", "image") if k in net.encoders]
@@ -231,5 +224,4 @@ def train(
         elapsed_s=budget.elapsed(),
         stopped_by=stopped_by,
         samples_per_s=progress._samples / max(1e-9, train_s),
-        events=events,
     )
