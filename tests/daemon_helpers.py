@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ember import Client
 from ember.client import _healthy
 
 

@@ -1,6 +1,5 @@
 """Images (timm) and fusion (text + categorical) on real data (slow)."""
 
-import logging
 
 import numpy as np
 import pandas as pd

@@ -7,7 +7,6 @@ import random
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch.library import opcheck
 
 import ember_kernels
@@ -15,7 +14,7 @@ from ember_kernels import ops, reference
 from emberd.engine import InvalidArgument, Predictor
 from emberd.engine import features
 from emberd.engine.config import default_text_checkpoint
-from emberd.engine.features import Collator, Encoded, SpecialTokens, TokenCSR, _collate_text_reference, collate_text
+from emberd.engine.features import Collator, Encoded, SpecialTokens, TokenCSR, _collate_text_reference
 from emberd.engine.models.fusion import FusionMLP
 
 from .daemon_helpers import tabular

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .cache import Entry, ModelCache
-from .datastore import DataStore, Table
+from .datastore import DataStore
 from .engine import Predictor
 from .engine.config import Config
 from .engine.data import Schema
@@ -217,8 +217,7 @@ class Ember:
     def resume(self, name: str, train: TableRef, tuning: TableRef) -> JobRow:
         row = self.require_model(name)
         self._refuse_if_busy(name)
-        jobs = [j for j in self.registry.jobs(name, limit=1)]
-        last = jobs[0] if jobs else None
+        last = next(iter(self.registry.jobs(name, limit=1)), None)
         if last is None or last.state not in ("INTERRUPTED", "CANCELLED"):
             state = last.state if last else "none"
             raise FailedPrecondition(

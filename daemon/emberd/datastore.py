@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from .engine.data import load_table
 from .engine.errors import DataLoss, InvalidArgument, NotFound, PermissionDenied
-from .engine.storage import _fsync_dir
+from .engine.storage import fsync_dir
 from .registry import Registry
 
 FORMATS = ("parquet", "csv", "tsv")
@@ -67,7 +67,8 @@ class DataStore:
             raise InvalidArgument("upload header: sha256 must be 64 lower-case hex digits")
         if fmt not in FORMATS:
             raise InvalidArgument(f"upload header: format {fmt!r} is not one of {FORMATS}")
-        if self.registry.dataset(sha256) is not None and self.file(sha256, self.registry.dataset(sha256)["format"]).exists():
+        known = self.registry.dataset(sha256)
+        if known is not None and self.file(sha256, known["format"]).exists():
             for _ in chunks:  # drain the stream; nothing is stored twice
                 pass
             return sha256, True
@@ -89,7 +90,7 @@ class DataStore:
             frame = self._read(Path(tmp), fmt)
             final = self.file(sha256, fmt)
             os.replace(tmp, final)
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)

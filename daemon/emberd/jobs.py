@@ -12,10 +12,8 @@ import logging
 import multiprocessing as mp
 import queue as queue_mod
 import threading
-import time
 import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from .registry import FINAL_STATES, JobRow, Registry

@@ -8,7 +8,6 @@ import json
 import os
 from typing import Any, Iterator
 
-import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ember.v1 import (

@@ -18,13 +18,13 @@ import torch
 
 from .config import Config
 from .data import drop_unlabelled, load_table
-from .errors import FailedPrecondition, InvalidArgument, NotFound
+from .errors import FailedPrecondition, InvalidArgument
 from .inference import raw_outputs, to_predictions
 from .metrics import canonical, default_metric, higher_is_better, score
 from .model_store import ModelStore, TrainedModel, frame_digest
 from .models import build_net
 from .plan import plan_fit
-from .storage import read_json, read_tensors, write_json
+from .storage import read_json, write_json
 from .training import train
 
 log = logging.getLogger("emberd.engine")

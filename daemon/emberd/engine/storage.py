@@ -26,10 +26,11 @@ __all__ = [
     "publish_dir",
     "fresh_staging_dir",
     "remove_stale_staging",
+    "fsync_dir",
 ]
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -55,7 +56,7 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -111,7 +112,7 @@ def publish_dir(staging: Path, final: Path) -> None:
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
     os.rename(staging, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
 
 
 def fresh_staging_dir(parent: Path, name: str) -> Path:

@@ -223,5 +223,5 @@ def train(
         epochs=trainer.current_epoch,
         elapsed_s=budget.elapsed(),
         stopped_by=stopped_by,
-        samples_per_s=progress._samples / max(1e-9, train_s),
+        samples_per_s=progress.samples / max(1e-9, train_s),
     )

@@ -17,11 +17,11 @@ class Progress(L.Callback):
         self.budget = budget
         self.batch_size = batch_size
         self._last = 0.0
-        self._samples = 0
+        self.samples = 0
         self._t0 = time.monotonic()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._samples += len(batch["rows"])
+        self.samples += len(batch["rows"])
         now = time.monotonic()
         if now - self._last < 1.0:
             return
@@ -34,7 +34,7 @@ class Progress(L.Callback):
                 "epoch": trainer.current_epoch,
                 "step": trainer.global_step,
                 "loss": loss,
-                "samples_per_s": self._samples / max(1e-9, now - self._t0),
+                "samples_per_s": self.samples / max(1e-9, now - self._t0),
                 "elapsed_s": self.budget.elapsed(),
                 "eta_s": max(0.0, remaining) if remaining is not None else None,
                 "lr": trainer.optimizers[0].param_groups[0]["lr"],

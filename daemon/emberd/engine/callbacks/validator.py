@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
-import torch
 
 from .time_budget import TimeBudget
 
