@@ -9,6 +9,8 @@ import torch
 
 from emberd.engine import InvalidArgument, Predictor
 
+from .export_helpers import check_bundle
+
 pytestmark = pytest.mark.slow
 
 
@@ -59,15 +61,41 @@ def test_dumped_timm_backbone_loads_with_plain_timm_and_transfers(image_model, s
         assert torch.equal(w_new, plain.conv1.weight)
 
 
-def test_fusion_text_and_categorical_trains_and_predicts(shared_data, tmp_path):
+@pytest.fixture(scope="module")
+def fusion(shared_data, tmp_path_factory):
     cols = ["genre", "sentence1", "sentence2", "score"]
     train = shared_data.stsb("train")[cols].sample(n=1500, random_state=0)
-    dev = shared_data.stsb("dev")[cols]
-    p = Predictor(label="score", path=tmp_path / "fusion")
+    p = Predictor(label="score", path=tmp_path_factory.mktemp("fusion") / "model")
     p.fit(train, time_limit=45)
+    return p, shared_data.stsb("dev")[cols]
+
+
+def test_fusion_text_and_categorical_trains_and_predicts(fusion):
+    p, dev = fusion
     assert p._model.schema.categorical == ("genre",) and p._model.net.fusion is not None
     pred = p.predict(dev.drop(columns="score"))
     assert pred.shape == (len(dev),) and np.isfinite(pred).all()
     r = p.evaluate(dev, metrics=["pearsonr"])
     print(f"fusion STS-B dev pearson {r['pearsonr']:.3f}")
     assert r["pearsonr"] > 0.5
+
+
+# ---- ONNX export (issue 5) --------------------------------------------------------------------
+def test_image_model_onnx_bundle_with_its_timm_backbone(image_model, shared_data, tmp_path):
+    p, _ = image_model
+    photos = pd.concat([shared_data.hymenoptera("val"), shared_data.hymenoptera("train")], ignore_index=True)
+    rows = photos.drop(columns="label").head(256)
+    _, manifest = check_bundle(p.export_onnx(rows, tmp_path / "img", backbones=True), p, rows)
+    (image_input,) = [i for i in manifest["inputs"] if i["name"] == "image"]
+    assert image_input["dtype"] == "uint8" and image_input["shape"] == ["batch", 128, 128, 3]
+    assert manifest["image"]["size"] == 128 and len(manifest["image"]["mean"]) == 3
+    (backbone,) = manifest["backbones"]
+    assert backbone["name"] == "timm_image" and backbone["parity"]["max_abs_diff"] <= 1e-4
+
+
+def test_fusion_model_onnx_bundle(fusion, tmp_path):
+    p, dev = fusion
+    rows = dev.drop(columns="score").head(256)
+    _, manifest = check_bundle(p.export_onnx(rows, tmp_path / "fusion"), p, rows, regression=True)
+    assert manifest["categorical"]["columns"] == ["genre"]
+    assert "categorical" in [i["name"] for i in manifest["inputs"]]
