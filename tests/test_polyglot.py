@@ -1,6 +1,7 @@
-"""A second language: the Node.js client (clients/node) runs the whole workflow against a
-real daemon subprocess (slow), and what it printed and what the daemon holds afterwards
-are checked here, the Node predictions against the Python client's."""
+"""Ember from other languages: the Node.js client (clients/node) runs the whole workflow
+against a real daemon subprocess (slow), and what it printed and what the daemon holds
+afterwards are checked here, the Node predictions against the Python client's; a generic
+client with no .proto files (as grpcurl) finds the whole API by reflection and calls it."""
 
 from __future__ import annotations
 
@@ -12,16 +13,17 @@ import signal
 import subprocess
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pandas as pd
 import pytest
+from google.protobuf import descriptor_pool, message_factory
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from ember import Client
-from ember.v1 import dataset_service_pb2 as ds_pb, job_pb2
+from ember.v1 import artifact_service_pb2, dataset_service_pb2 as ds_pb, job_pb2, job_service_pb2, model_service_pb2
 
 from .daemon_helpers import free_port, start_daemon_process
-
-pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / "clients" / "node" / "workflow.js"
@@ -47,6 +49,30 @@ def run_workflow(address: str, out: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=1200)
 
 
+def test_reflection_gives_generic_clients_the_whole_api(daemon):
+    address, _ = daemon
+    with grpc.insecure_channel(address) as channel:
+        pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
+        for module in (model_service_pb2, job_service_pb2, ds_pb, artifact_service_pb2):
+            for name, ours in module.DESCRIPTOR.services_by_name.items():
+                theirs = pool.FindServiceByName(f"ember.v1.{name}")
+                assert {(m.name, m.input_type.full_name, m.output_type.full_name) for m in theirs.methods} == \
+                       {(m.name, m.input_type.full_name, m.output_type.full_name) for m in ours.methods}
+
+        def call(method: str, **fields):  # what grpcurl does: messages built from the reflected descriptors
+            m = pool.FindMethodByName(f"ember.v1.ModelService.{method}")
+            request, response = (message_factory.GetMessageClass(t) for t in (m.input_type, m.output_type))
+            rpc = channel.unary_unary(f"/ember.v1.ModelService/{method}", request_serializer=lambda r: r.SerializeToString(),
+                                      response_deserializer=response.FromString)
+            return rpc(request(**fields), timeout=10)
+
+        assert type(call("GetServerStats")).DESCRIPTOR.full_name == "ember.v1.GetServerStatsResponse"
+        with pytest.raises(grpc.RpcError) as e:
+            call("GetModel", name="no-such-model")
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND and "no-such-model" in e.value.details()
+
+
+@pytest.mark.slow
 def test_node_workflow_against_a_daemon(daemon, tmp_path):
     address, root = daemon
     run = run_workflow(address, tmp_path / "out")
