@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import subprocess
+from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -21,13 +22,20 @@ from google.protobuf import descriptor_pool, message_factory
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from ember import Client
-from ember.v1 import artifact_service_pb2, dataset_service_pb2 as ds_pb, job_pb2, job_service_pb2, model_service_pb2
+from ember.v1 import artifact_service_pb2, artifact_service_pb2_grpc, dataset_service_pb2 as ds_pb, job_pb2, job_service_pb2, model_service_pb2
 
 from .daemon_helpers import free_port, start_daemon_process
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKFLOW = ROOT / "clients" / "node" / "workflow.js"
+NODE_CLIENT = ROOT / "clients" / "node"
 ROWS = 300
+
+
+def node(*args: str, timeout: float) -> subprocess.CompletedProcess:
+    exe = shutil.which("node")
+    assert exe, "node (>= 18) is not on PATH: install Node.js"
+    assert (ROOT / "node_modules" / "@grpc" / "grpc-js").is_dir(), "the Node client's packages are missing: run `npm ci` in the repository root (make test does)"
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, cwd=NODE_CLIENT)
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +46,6 @@ def daemon(tmp_path_factory):
     yield f"127.0.0.1:{port}", root
     proc.send_signal(signal.SIGTERM)
     proc.wait(30)
-
-
-def run_workflow(address: str, out: Path) -> subprocess.CompletedProcess:
-    node = shutil.which("node")
-    assert node, "node (>= 18) is not on PATH: install Node.js"
-    assert (ROOT / "node_modules" / "@grpc" / "grpc-js").is_dir(), "the Node client's packages are missing: run `npm ci` in the repository root (make test does)"
-    args = ["--rows", ROWS, "--more-rows", ROWS, "--sts-rows", ROWS, "--time-limit", 20, "--chunk-bytes", 8192]
-    return subprocess.run([node, str(WORKFLOW), "--address", address, "--out", str(out), *map(str, args)],
-                          capture_output=True, text=True, timeout=1200)
 
 
 def test_reflection_gives_generic_clients_the_whole_api(daemon):
@@ -72,10 +71,48 @@ def test_reflection_gives_generic_clients_the_whole_api(daemon):
         assert e.value.code() == grpc.StatusCode.NOT_FOUND and "no-such-model" in e.value.details()
 
 
+class DamagedArtifacts(artifact_service_pb2_grpc.ArtifactServiceServicer):
+    """Serves what emberd never sends (its files are hashed as they stream): a file whose
+    bytes do not match its sha256, and a path that climbs out of the download folder."""
+
+    def DownloadArtifact(self, request, context):  # noqa: N802
+        R = artifact_service_pb2.DownloadArtifactResponse
+        good = b"intact bytes"
+        yield R(path="ok/good.txt", offset=0, data=good, last=True, sha256=hashlib.sha256(good).hexdigest())
+        if request.id == "damaged":
+            yield R(path="ok/bad.bin", offset=0, data=b"first half, ", last=False)
+            yield R(path="ok/bad.bin", offset=12, data=b"second half", last=True, sha256=hashlib.sha256(b"something else").hexdigest())
+        else:
+            yield R(path="../escaped.txt", offset=0, data=good, last=True, sha256=hashlib.sha256(good).hexdigest())
+
+
+def test_node_download_checks_each_files_sha256_and_path(tmp_path):
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    artifact_service_pb2_grpc.add_ArtifactServiceServicer_to_server(DamagedArtifacts(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    script = (
+        "const { Client } = require('./lib/client');"
+        "const c = new Client(process.argv[1]);"
+        "c.download(process.argv[2], process.argv[3]).then((files) => console.log(JSON.stringify(files)),"
+        " (err) => console.log(`${err.codeName}: ${err.details}`)).finally(() => c.close());"
+    )
+    try:
+        results = {id: node("-e", script, f"127.0.0.1:{port}", id, str(tmp_path / id / "dest"), timeout=60) for id in ("damaged", "escaping")}
+    finally:
+        server.stop(0)
+    damaged = results["damaged"].stdout.strip()
+    assert damaged.startswith("DATA_LOSS: ok/bad.bin: sha256 ") and "download again" in damaged, results["damaged"]
+    assert sorted(p.name for p in (tmp_path / "damaged" / "dest" / "ok").iterdir()) == ["good.txt"]  # no bad.bin, no .part left
+    assert results["escaping"].stdout.strip().startswith('DATA_LOSS: artifact path "../escaped.txt" escapes'), results["escaping"]
+    assert sorted(p.name for p in (tmp_path / "escaping").iterdir()) == ["dest"]
+
+
 @pytest.mark.slow
 def test_node_workflow_against_a_daemon(daemon, tmp_path):
     address, root = daemon
-    run = run_workflow(address, tmp_path / "out")
+    args = ["--rows", ROWS, "--more-rows", ROWS, "--sts-rows", ROWS, "--time-limit", 20, "--chunk-bytes", 8192]
+    run = node("workflow.js", "--address", address, "--out", str(tmp_path / "out"), *map(str, args), timeout=1200)
     print(run.stdout[-6000:], run.stderr[-2000:])
     assert run.returncode == 0, f"the Node workflow failed:\n{run.stderr}\n{run.stdout[-4000:]}"
     lines = run.stdout.splitlines()
