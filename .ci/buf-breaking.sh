@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 against="${1:-HEAD~1}"
 buf="$PWD/node_modules/.bin/buf"
+[ -x "$buf" ] || { echo "buf breaking: $buf is missing: run npm ci in $PWD (make does)" >&2; exit 2; }
 
 if ! command -v git >/dev/null || ! git rev-parse -q --verify "$against^{commit}" >/dev/null 2>&1; then
   echo "buf breaking: skipped: commit $against is not in this checkout (no git history, or a shallow clone)"

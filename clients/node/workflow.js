@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 'use strict';
 // Ember's continuous-training workflow from Node.js, against a running daemon:
-// upload SST-2 rows in chunks, Fit, follow WatchJob, Predict, check that two bad requests
-// fail with the right status, continue the fit on new rows, Dump (and download it), Transfer
+// upload SST-2 rows in chunks, Fit, follow WatchJob, Predict, check that bad requests fail
+// with the right status and change nothing, continue the fit on new rows, Dump (and download it), Transfer
 // the dump to STS-B, Export (and download it). The last line is `summary {json}`.
 //
 //   node clients/node/workflow.js --address 127.0.0.1:50151 [--out DIR] [--time-limit 30]
@@ -147,11 +147,18 @@ async function main() {
   return 0;
 }
 
+/** The option `name` as a positive number (else an error saying which option is wrong). */
+function positive(a, name) {
+  const value = Number(a[name]);
+  if (!(value > 0)) throw new Error(`--${name} ${a[name]}: give a positive number`);
+  return value;
+}
+
 async function workflow(client, a, summary) {
-  const rows = Number(a.rows);
-  const moreRows = Number(a['more-rows']);
-  const timeLimitS = Number(a['time-limit']);
-  const chunkBytes = Number(a['chunk-bytes']);
+  const rows = positive(a, 'rows');
+  const moreRows = positive(a, 'more-rows');
+  const timeLimitS = positive(a, 'time-limit');
+  const chunkBytes = positive(a, 'chunk-bytes');
   const { out } = summary;
   await client.waitForReady();
   console.log(`ember at ${a.address}; downloads under ${out}`);
@@ -189,7 +196,7 @@ async function workflow(client, a, summary) {
 
   // 2. predict a few dev rows
   const dev = readTsv(path.join(a.data, 'sst2_dev.tsv'));
-  const predictRows = records({ columns: dev.columns, rows: dev.rows.slice(0, Number(a['predict-rows'])) }, { content: 'sentence' })
+  const predictRows = records({ columns: dev.columns, rows: dev.rows.slice(0, positive(a, 'predict-rows')) }, { content: 'sentence' })
     .map(({ sentence }) => ({ sentence }));
   const p = await client.predict(a.model, predictRows, { withProbabilities: true });
   const nc = p.classes.length;
@@ -225,7 +232,7 @@ async function workflow(client, a, summary) {
 
   // 6. transfer the dump to STS-B (regression on sentence pairs)
   const stsb = readTsv(path.join(a.data, 'stsb_train.tsv'));
-  const sts = { columns: stsb.columns, rows: stsb.rows.slice(0, Number(a['sts-rows'])) };
+  const sts = { columns: stsb.columns, rows: stsb.rows.slice(0, positive(a, 'sts-rows')) };
   summary.sts_train = await upload('stsb-train', tsvBytes(sts, ['sentence1', 'sentence2', 'score']), sts.rows.length);
   summary.transfer = await runJob('transfer', await client.transfer(a['sts-model'], dump.id, summary.sts_train.id, { label: 'score', timeLimitS }));
   const stsModel = await client.getModel(a['sts-model']);

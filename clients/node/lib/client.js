@@ -60,14 +60,15 @@ class Client {
   constructor(address, { token = process.env.EMBER_TOKEN, protosDir } = {}) {
     const api = loadApi(protosDir);
     const options = { 'grpc.max_receive_message_length': 64 << 20, 'grpc.max_send_message_length': 64 << 20 };
+    const credentials = grpc.credentials.createInsecure();
     this.address = address;
-    this.channel = new grpc.Channel(address, grpc.credentials.createInsecure(), options);
-    const shared = { channelOverride: this.channel };
-    this.models = new api.ModelService(address, grpc.credentials.createInsecure(), shared);
-    this.jobs = new api.JobService(address, grpc.credentials.createInsecure(), shared);
-    this.datasets = new api.DatasetService(address, grpc.credentials.createInsecure(), shared);
-    this.artifacts = new api.ArtifactService(address, grpc.credentials.createInsecure(), shared);
     this.token = token;
+    this.channel = new grpc.Channel(address, credentials, options); // one connection for the four services
+    const shared = { channelOverride: this.channel };
+    this.models = new api.ModelService(address, credentials, shared);
+    this.jobs = new api.JobService(address, credentials, shared);
+    this.datasets = new api.DatasetService(address, credentials, shared);
+    this.artifacts = new api.ArtifactService(address, credentials, shared);
   }
 
   close() {
