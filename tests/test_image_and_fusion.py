@@ -1,5 +1,8 @@
 """Images (timm) and fusion (text + categorical) on real data (slow)."""
 
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -51,6 +54,14 @@ def test_dumped_timm_backbone_loads_with_plain_timm_and_transfers(image_model, s
     ours = p._model.net.encoders["image"].backbone.eval()
     with torch.inference_mode():
         assert torch.allclose(plain(x), ours(x), atol=1e-5)
+    # any dumped folder exports to ONNX by itself, checked on real photos
+    shared_data.hymenoptera("val").head(40).to_csv(tmp_path / "photos.csv", index=False)
+    cmd = [sys.executable, "-m", "emberd.engine.export", "backbone", f"{dump}/timm_image", str(tmp_path / "timm.onnx"),
+           "--rows", str(tmp_path / "photos.csv"), "--column", "image", "--image-size", "128"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["outputs"] == ["features"] and info["parity"]["rows"] == 40 and info["parity"]["max_abs_diff"] <= 1e-4
     # transfer: a new task (new label and head) starting from the dumped backbone
     val = shared_data.hymenoptera("val").assign(is_bee=lambda d: (d.label == "bees").astype(int)).drop(columns="label")
     t = Predictor(label="is_bee", path=tmp_path / "transfer")

@@ -167,10 +167,13 @@ def test_node_workflow_against_a_daemon(daemon, tmp_path):
 
     assert AutoModel.from_pretrained(tmp_path / "out" / "dump" / "hf_text").config.hidden_size == 384
 
-    # export: the bundle, or (until Export lands in the daemon) the printed skip
-    if summary["export"] is None:
-        assert any(line.startswith("export: not available in this daemon (UNIMPLEMENTED:") for line in lines)
-    else:
-        files = [f["path"] for f in summary["export"]["files"]]
-        assert "manifest.json" in files and any(f.endswith(".onnx") for f in files)
-        assert all((tmp_path / "out" / "export" / f).is_file() for f in files)
+    # export: the bundle Node downloaded runs on onnxruntime and agrees with the daemon
+    from ember.onnx import OnnxPredictor
+
+    files = [f["path"] for f in summary["export"]["files"]]
+    assert {"manifest.json", "model.onnx", "tokenizer/tokenizer.json"} <= set(files)
+    bundle = OnnxPredictor(tmp_path / "out" / "export")
+    assert bundle.manifest["parity"]["max_abs_diff"] <= 1e-4
+    rows = pd.DataFrame(summary["predict"]["rows"])
+    with Client(address) as c:
+        assert [str(v) for v in bundle.predict(rows)] == list(c.predict("sst2-node", rows).labels)  # version 2

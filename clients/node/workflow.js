@@ -239,14 +239,8 @@ async function workflow(client, a, summary) {
   console.log(`model ${a['sts-model']}: ${stsModel.problem_type}, version ${stsModel.current_version}, val ${stsModel.versions[0].val_score.toFixed(4)} (${stsModel.eval_metric})`);
   summary.transfer.problem_type = stsModel.problem_type;
 
-  // 7. export to ONNX and download the bundle
-  try {
-    summary.export = await downloadArtifact('export', await client.export(a.model));
-  } catch (err) {
-    if (!(err instanceof EmberRpcError) || err.codeName !== 'UNIMPLEMENTED') throw err;
-    console.log(`export: not available in this daemon (${err.codeName}: ${err.details})`);
-    summary.export = null;
-  }
+  // 7. export to ONNX (checked by the daemon against torch) and download the bundle
+  summary.export = await downloadArtifact('export', await client.export(a.model));
 }
 
 main().then((code) => { process.exitCode = code; }, (err) => {
