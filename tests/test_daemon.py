@@ -266,3 +266,7 @@ def test_export_bundle_through_the_daemon_runs_on_onnxruntime(client, trained, t
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "'color'" in msg
     code, _ = _code(lambda: client.export("no-such-model"))
     assert code == grpc.StatusCode.NOT_FOUND
+    # what ONNX cannot express: opset 16 has no LayerNormalization (torch.onnx alone would
+    # silently hand back opset 18)
+    code, msg = _code(lambda: client.export(trained, opset_version=16))
+    assert code == grpc.StatusCode.UNIMPLEMENTED and "opset 16" in msg and "LayerNormalization (from opset 17)" in msg

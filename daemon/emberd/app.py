@@ -295,7 +295,7 @@ class Ember:
         self.registry.add_artifact(art_id, "dump", name, v, str(final), files, size)
         return self.registry.artifact(art_id)
 
-    def export(self, name: str, version: int, parity: TableRef | None = None, backbones: bool = False) -> Any:
+    def export(self, name: str, version: int, parity: TableRef | None = None, backbones: bool = False, opset: int = 0) -> Any:
         """ONNX bundle of a version, made in a child process (``python -m
         emberd.engine.export``): tracing a model must not share a process with the threads
         that serve predictions, and its memory goes away with the child."""
@@ -310,6 +310,7 @@ class Ember:
             cmd = [sys.executable, "-m", "emberd.engine.export", "version", str(self.model_dir(name)), str(v), str(final), "--error-file", str(err)]
             cmd += ["--rows", rows] if rows else []
             cmd += ["--backbones"] if backbones else []
+            cmd += ["--opset", str(opset)] if opset else []
             threads = self.settings.torch_threads
             env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)

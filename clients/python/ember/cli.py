@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("export"); e.add_argument("model"); e.add_argument("dest")
     e.add_argument("--backbones", action="store_true", help="also export each backbone alone")
     e.add_argument("--parity-rows", help="a table of real rows for the parity check (default: held-out rows)")
+    e.add_argument("--opset", type=int, default=0, help="ONNX opset (default: the daemon's, 18)")
     o = sub.add_parser("onnx-predict"); o.add_argument("bundle"); o.add_argument("table")
     pr = sub.add_parser("predict"); pr.add_argument("model"); pr.add_argument("table")
     args = ap.parse_args(argv)
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                 art = client.dump(args.model)
             else:
                 rows = read_table(args.parity_rows) if args.parity_rows else None
-                art = client.export(args.model, parity_data=rows, backbones=args.backbones)
+                art = client.export(args.model, parity_data=rows, backbones=args.backbones, opset_version=args.opset)
             for f in client.download(art.id, args.dest):
                 print(f)
         elif args.cmd == "predict":

@@ -130,20 +130,45 @@ def _check_exportable(model: TrainedModel) -> None:
         )
 
 
-def _torch_export(module: nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str], dynamic: Any, what: str) -> None:
-    """torch.onnx (dynamo) to one self-contained file, then ``onnx.checker`` (full check).
-    What ONNX cannot express (torch.export cannot trace it, or an op has no ONNX
-    translation) becomes ``Unsupported`` naming the part and the reason."""
+def _torch_export(
+    module: nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str], dynamic: Any, what: str, opset: int
+) -> None:
+    """torch.onnx (dynamo) to one self-contained file at ``opset``, then ``onnx.checker``
+    (full check). What ONNX cannot express (torch.export cannot trace it, an op has no ONNX
+    translation, or the opset asked for lacks an op the model needs) becomes ``Unsupported``
+    naming the part and the reason."""
     import onnx
 
     try:
         torch.onnx.export(
             module, args, str(path), input_names=input_names, output_names=output_names, dynamic_shapes=dynamic,
-            opset_version=OPSET, dynamo=True, external_data=False, optimize=True, verbose=False,
+            opset_version=opset, dynamo=True, external_data=False, optimize=True, verbose=False,
         )
     except torch.onnx.OnnxExporterError as e:
         raise Unsupported(f"ONNX cannot express {what}: {_reason(e)}") from e
+    _check_opset(onnx.load(str(path), load_external_data=False), opset, what)
     onnx.checker.check_model(str(path), full_check=True)
+
+
+def _check_opset(model: Any, opset: int, what: str) -> None:
+    """torch.onnx keeps its own opset, silently, when it cannot convert down to the one
+    asked for: name the ops the asked opset lacks instead."""
+    import onnx
+
+    got = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if got == opset:
+        return
+    nodes = [n for g in [model.graph.node, *(f.node for f in model.functions)] for n in g if n.domain in ("", "ai.onnx")]
+    first = {}
+    for op in sorted({n.op_type for n in nodes}):
+        try:
+            onnx.defs.get_schema(op, opset)
+        except onnx.defs.SchemaError:
+            first[op] = min(s.since_version for s in onnx.defs.get_all_schemas_with_history() if s.name == op and s.domain == "")
+    if first:
+        ops = ", ".join(f"{op} (from opset {v})" for op, v in first.items())
+        raise Unsupported(f"ONNX opset {opset} cannot express {what}: it needs {ops}; export with opset_version >= {max(first.values())}")
+    raise Unsupported(f"torch.onnx could not convert {what} down to ONNX opset {opset} (it produced opset {got}); export with opset_version >= {got}")
 
 
 def _signature(path: Path, which: str) -> list[dict[str, Any]]:
@@ -179,11 +204,12 @@ def _parity(ours: np.ndarray, theirs: np.ndarray, what: str, labels: bool) -> di
     return {"rows": int(len(ours)), "max_abs_diff": diff, "labels_equal": same}
 
 
-def _versions() -> dict[str, str]:
+def _versions(opset: int) -> dict[str, str]:
     import onnx
     import onnxruntime
 
-    out = {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "opset": str(OPSET)}
+    out = {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "torch": torch.__version__, }
+    out["opset"] = str(opset)
     for pkg in ("ember", "transformers", "timm"):
         try:
             out[pkg] = pkg_version(pkg)
@@ -199,10 +225,11 @@ def export_model(
     *,
     backbones: bool = False,
     source: dict[str, Any] | None = None,
+    opset: int = OPSET,
 ) -> Path:
     """Write the bundle for ``model`` into ``out_dir`` (staged beside it, renamed into place
     only once every check passed). ``parity_rows``: real rows (features; a label column is
-    ignored) for the parity run; at least 2."""
+    ignored) for the parity run; at least 2. ``opset``: the ONNX opset (default 18)."""
     from ember.onnx import FORMAT, OnnxPredictor
 
     _check_exportable(model)
@@ -224,7 +251,7 @@ def export_model(
         # forward(*xs): one entry for the varargs, holding a spec per input
         dynamic = (tuple({0: batch, 1: seq} if k < 3 * graph.num_seqs else {0: batch} for k in range(len(inputs))),)
         what = f"this {s.problem_type} model over {'+'.join(s.modalities)} ({', '.join(type(e).__name__ for e in model.net.encoders.values())})"
-        _torch_export(graph, _example(model, rows, graph.num_seqs), staging / "model.onnx", inputs, outputs, dynamic, what)
+        _torch_export(graph, _example(model, rows, graph.num_seqs), staging / "model.onnx", inputs, outputs, dynamic, what, opset)
 
         manifest: dict[str, Any] = {
             "format": FORMAT,
@@ -234,7 +261,7 @@ def export_model(
             "classes": list(s.classes),
             "inputs": _signature(staging / "model.onnx", "input"),
             "outputs": _signature(staging / "model.onnx", "output"),
-            "versions": _versions(),
+            "versions": _versions(opset),
             "source": source or {},
         }
         if s.problem_type == "regression":
@@ -287,7 +314,7 @@ def export_model(
             manifest["parity"] = _parity(torch_raw, ort_out["logits"], what, labels=True)
 
         if backbones:
-            manifest["backbones"] = _export_backbones(model, rows, staging)
+            manifest["backbones"] = _export_backbones(model, rows, staging, opset)
         write_json(staging / "manifest.json", manifest)
         publish_dir(staging, out_dir)
     except BaseException:
@@ -296,7 +323,7 @@ def export_model(
     return out_dir
 
 
-def _export_backbones(model: TrainedModel, rows: pd.DataFrame, staging: Path) -> list[dict[str, Any]]:
+def _export_backbones(model: TrainedModel, rows: pd.DataFrame, staging: Path, opset: int) -> list[dict[str, Any]]:
     """Each backbone as ``dump_model`` writes it, exported from that dump folder."""
     from .dump import dump_backbones
 
@@ -307,16 +334,18 @@ def _export_backbones(model: TrainedModel, rows: pd.DataFrame, staging: Path) ->
         target.parent.mkdir(exist_ok=True)
         if folder.name == "hf_text":
             texts = [str(v) for v in rows[model.schema.text[0]].head(PARITY_ROWS).tolist()]
-            info = export_hf_text(folder, target, texts)
+            info = export_hf_text(folder, target, texts, opset)
         else:
             enc = model.encode(rows.head(PARITY_ROWS), with_labels=False, skip_bad_images=False)
-            info = export_timm_image(folder, target, enc.images[0].numpy())
+            info = export_timm_image(folder, target, enc.images[0].numpy(), opset)
         out.append({"name": folder.name, "graph": f"backbones/{target.name}", **info})
     shutil.rmtree(dump_root)
     return out
 
 
-def export_version(store_path: str | Path, version: int, out_dir: str | Path, *, parity_rows: pd.DataFrame | None = None, backbones: bool = False) -> Path:
+def export_version(
+    store_path: str | Path, version: int, out_dir: str | Path, *, parity_rows: pd.DataFrame | None = None, backbones: bool = False, opset: int = OPSET
+) -> Path:
     """Export a stored version; parity rows default to its held-out validation rows."""
     store = ModelStore(store_path)
     model = store.load_version(version)
@@ -326,7 +355,7 @@ def export_version(store_path: str | Path, version: int, out_dir: str | Path, *,
             raise FailedPrecondition(f"version {version} has no validation rows for the parity check; pass real rows")
         parity_rows = pd.read_parquet(val).head(PARITY_ROWS)
     source = {"model_path": str(store.path), "version": version}
-    return export_model(model, out_dir, parity_rows, backbones=backbones, source=source)
+    return export_model(model, out_dir, parity_rows, backbones=backbones, source=source, opset=opset)
 
 
 # ---- dumped backbones -----------------------------------------------------------------------
@@ -339,7 +368,7 @@ class _HFText(nn.Module):
         return self.backbone(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
 
 
-def export_hf_text(folder: str | Path, out_path: str | Path, texts: list[str]) -> dict[str, Any]:
+def export_hf_text(folder: str | Path, out_path: str | Path, texts: list[str], opset: int = OPSET) -> dict[str, Any]:
     """A dumped ``hf_text/`` folder (transformers) to ONNX: inputs ``input_ids``,
     ``attention_mask``, ``token_type_ids`` (batch, seq); output ``last_hidden_state``
     (batch, seq, hidden). Parity on ``texts`` (at least 2 real sentences)."""
@@ -357,7 +386,7 @@ def export_hf_text(folder: str | Path, out_path: str | Path, texts: list[str]) -
     names = ["input_ids", "attention_mask", "token_type_ids"]
     batch, seq = torch.export.Dim("batch", min=1, max=65536), torch.export.Dim("seq", min=1, max=tok.model_max_length if tok.model_max_length < 10**6 else 512)
     module = _HFText(backbone).eval()
-    _torch_export(module, args, out_path, names, ["last_hidden_state"], tuple({0: batch, 1: seq} for _ in names), f"the text backbone {type(backbone).__name__} at {folder}")
+    _torch_export(module, args, out_path, names, ["last_hidden_state"], tuple({0: batch, 1: seq} for _ in names), f"the text backbone {type(backbone).__name__} at {folder}", opset)
     with torch.inference_mode():
         ours = module(*args).numpy()
     sess = ort.InferenceSession(str(out_path), providers=["CPUExecutionProvider"])
@@ -367,7 +396,7 @@ def export_hf_text(folder: str | Path, out_path: str | Path, texts: list[str]) -
     return {"inputs": names, "outputs": ["last_hidden_state"], "parity": parity}
 
 
-def export_timm_image(folder: str | Path, out_path: str | Path, images: np.ndarray) -> dict[str, Any]:
+def export_timm_image(folder: str | Path, out_path: str | Path, images: np.ndarray, opset: int = OPSET) -> dict[str, Any]:
     """A dumped ``timm_image/`` folder to ONNX: input ``pixel_values`` float32 (batch, 3,
     H, W) normalized with the folder's mean/std; output ``features`` (batch, num_features).
     ``images``: uint8 (N, H, W, 3), N >= 2, real photos."""
@@ -383,7 +412,7 @@ def export_timm_image(folder: str | Path, out_path: str | Path, images: np.ndarr
     std = torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1)
     x = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
     batch = torch.export.Dim("batch", min=1, max=65536)
-    _torch_export(model, (x,), out_path, ["pixel_values"], ["features"], ({0: batch},), f"the timm image backbone {cfg.get('architecture', type(model).__name__)} at {folder}")
+    _torch_export(model, (x,), out_path, ["pixel_values"], ["features"], ({0: batch},), f"the timm image backbone {cfg.get('architecture', type(model).__name__)} at {folder}", opset)
     with torch.inference_mode():
         ours = model(x).numpy()
     sess = ort.InferenceSession(str(out_path), providers=["CPUExecutionProvider"])
@@ -399,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     v = sub.add_parser("version", help="export a stored model version to a bundle folder")
     v.add_argument("model_path"); v.add_argument("version", type=int); v.add_argument("out")
     v.add_argument("--backbones", action="store_true", help="also export each backbone alone")
+    v.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
     v.add_argument("--rows", help="a table (csv/parquet) of real rows for the parity check")
     v.add_argument("--error-file", help="on failure, write {kind, message} JSON here")
     b = sub.add_parser("backbone", help="export a dumped hf_text/ or timm_image/ folder")
@@ -411,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.cmd == "version":
             rows = load_table(args.rows) if args.rows else None
-            out = export_version(args.model_path, args.version, args.out, parity_rows=rows, backbones=args.backbones)
+            out = export_version(args.model_path, args.version, args.out, parity_rows=rows, backbones=args.backbones, opset=args.opset)
             print(json.dumps(json.loads((out / "manifest.json").read_text())["parity"]))
         else:
             folder = Path(args.folder)

@@ -27,7 +27,7 @@ from ember.v1 import model_pb2 as ember_dot_v1_dot_model__pb2
 from ember.v1 import table_pb2 as ember_dot_v1_dot_table__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65mber/v1/model_service.proto\x12\x08\x65mber.v1\x1a\x12\x65mber/v1/job.proto\x1a\x14\x65mber/v1/model.proto\x1a\x14\x65mber/v1/table.proto\"\xd7\x02\n\nFitOptions\x12\r\n\x05label\x18\x01 \x01(\t\x12\x14\n\x0cproblem_type\x18\x02 \x01(\t\x12\x13\n\x0b\x65val_metric\x18\x03 \x01(\t\x12\x14\n\x0ctime_limit_s\x18\x04 \x01(\x01\x12\x42\n\x0fhyperparameters\x18\x05 \x03(\x0b\x32).ember.v1.FitOptions.HyperparametersEntry\x12\x0c\n\x04seed\x18\x06 \x01(\x03\x12;\n\x0c\x63olumn_types\x18\x07 \x03(\x0b\x32%.ember.v1.FitOptions.ColumnTypesEntry\x1a\x36\n\x14HyperparametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x43olumnTypesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9a\x01\n\nFitRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\'\n\ntrain_data\x18\x02 \x01(\x0b\x32\x13.ember.v1.TableData\x12(\n\x0btuning_data\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\x12%\n\x07options\x18\x04 \x01(\x0b\x32\x14.ember.v1.FitOptions\")\n\x0b\x46itResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.ember.v1.Job\"v\n\rResumeRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\'\n\ntrain_data\x18\x02 \x01(\x0b\x32\x13.ember.v1.TableData\x12(\n\x0btuning_data\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\",\n\x0eResumeResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.ember.v1.Job\"\xb9\x01\n\x0fTransferRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\'\n\ntrain_data\x18\x02 \x01(\x0b\x32\x13.ember.v1.TableData\x12(\n\x0btuning_data\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\x12%\n\x07options\x18\x04 \x01(\x0b\x32\x14.ember.v1.FitOptions\x12\x18\n\x10\x64ump_artifact_id\x18\x05 \x01(\t\".\n\x10TransferResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.ember.v1.Job\"z\n\x08\x41rtifact\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\r\n\x05\x66iles\x18\x05 \x03(\t\x12\x0c\n\x04path\x18\x06 \x01(\t\x12\x12\n\nsize_bytes\x18\x07 \x01(\x03\"2\n\x0b\x44umpRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"4\n\x0c\x44umpResponse\x12$\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x12.ember.v1.Artifact\"y\n\rExportRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x19\n\x11include_backbones\x18\x03 \x01(\x08\x12(\n\x0bparity_data\x18\x04 \x01(\x0b\x32\x13.ember.v1.TableData\"6\n\x0e\x45xportResponse\x12$\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x12.ember.v1.Artifact\"t\n\x0ePredictRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12!\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\x12\x1a\n\x12with_probabilities\x18\x04 \x01(\x08\"j\n\x0fPredictResponse\x12\x0e\n\x06labels\x18\x01 \x03(\t\x12\x0e\n\x06values\x18\x02 \x03(\x01\x12\x0f\n\x07\x63lasses\x18\x03 \x03(\t\x12\x15\n\rprobabilities\x18\x04 \x03(\x02\x12\x0f\n\x07version\x18\x05 \x01(\x03\"j\n\x0f\x45valuateRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12!\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\x12\x0f\n\x07metrics\x18\x04 \x03(\t\"\x8a\x01\n\x10\x45valuateResponse\x12\x36\n\x06scores\x18\x01 \x03(\x0b\x32&.ember.v1.EvaluateResponse.ScoresEntry\x12\x0f\n\x07version\x18\x02 \x01(\x03\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"V\n\x0c\x45mbedRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12!\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\",\n\rEmbedResponse\x12\x0b\n\x03\x64im\x18\x01 \x01(\x03\x12\x0e\n\x06values\x18\x02 \x03(\x02\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"2\n\x10GetModelResponse\x12\x1e\n\x05model\x18\x01 \x01(\x0b\x32\x0f.ember.v1.Model\"\x13\n\x11ListModelsRequest\"5\n\x12ListModelsResponse\x12\x1f\n\x06models\x18\x01 \x03(\x0b\x32\x0f.ember.v1.Model\"\"\n\x12\x44\x65leteModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteModelResponse\"\x17\n\x15GetServerStatsRequest\"\x9c\x01\n\x16GetServerStatsResponse\x12\x12\n\ncache_hits\x18\x01 \x01(\x03\x12\x14\n\x0c\x63\x61\x63he_misses\x18\x02 \x01(\x03\x12\x17\n\x0f\x63\x61\x63he_evictions\x18\x03 \x01(\x03\x12\x13\n\x0b\x63\x61\x63he_bytes\x18\x04 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_budget_bytes\x18\x05 \x01(\x03\x12\x0e\n\x06\x63\x61\x63hed\x18\x06 \x03(\t2\xa0\x06\n\x0cModelService\x12\x32\n\x03\x46it\x12\x14.ember.v1.FitRequest\x1a\x15.ember.v1.FitResponse\x12;\n\x06Resume\x12\x17.ember.v1.ResumeRequest\x1a\x18.ember.v1.ResumeResponse\x12\x41\n\x08Transfer\x12\x19.ember.v1.TransferRequest\x1a\x1a.ember.v1.TransferResponse\x12\x35\n\x04\x44ump\x12\x15.ember.v1.DumpRequest\x1a\x16.ember.v1.DumpResponse\x12;\n\x06\x45xport\x12\x17.ember.v1.ExportRequest\x1a\x18.ember.v1.ExportResponse\x12>\n\x07Predict\x12\x18.ember.v1.PredictRequest\x1a\x19.ember.v1.PredictResponse\x12\x41\n\x08\x45valuate\x12\x19.ember.v1.EvaluateRequest\x1a\x1a.ember.v1.EvaluateResponse\x12\x38\n\x05\x45mbed\x12\x16.ember.v1.EmbedRequest\x1a\x17.ember.v1.EmbedResponse\x12\x41\n\x08GetModel\x12\x19.ember.v1.GetModelRequest\x1a\x1a.ember.v1.GetModelResponse\x12G\n\nListModels\x12\x1b.ember.v1.ListModelsRequest\x1a\x1c.ember.v1.ListModelsResponse\x12J\n\x0b\x44\x65leteModel\x12\x1c.ember.v1.DeleteModelRequest\x1a\x1d.ember.v1.DeleteModelResponse\x12S\n\x0eGetServerStats\x12\x1f.ember.v1.GetServerStatsRequest\x1a .ember.v1.GetServerStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65mber/v1/model_service.proto\x12\x08\x65mber.v1\x1a\x12\x65mber/v1/job.proto\x1a\x14\x65mber/v1/model.proto\x1a\x14\x65mber/v1/table.proto\"\xd7\x02\n\nFitOptions\x12\r\n\x05label\x18\x01 \x01(\t\x12\x14\n\x0cproblem_type\x18\x02 \x01(\t\x12\x13\n\x0b\x65val_metric\x18\x03 \x01(\t\x12\x14\n\x0ctime_limit_s\x18\x04 \x01(\x01\x12\x42\n\x0fhyperparameters\x18\x05 \x03(\x0b\x32).ember.v1.FitOptions.HyperparametersEntry\x12\x0c\n\x04seed\x18\x06 \x01(\x03\x12;\n\x0c\x63olumn_types\x18\x07 \x03(\x0b\x32%.ember.v1.FitOptions.ColumnTypesEntry\x1a\x36\n\x14HyperparametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x43olumnTypesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9a\x01\n\nFitRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\'\n\ntrain_data\x18\x02 \x01(\x0b\x32\x13.ember.v1.TableData\x12(\n\x0btuning_data\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\x12%\n\x07options\x18\x04 \x01(\x0b\x32\x14.ember.v1.FitOptions\")\n\x0b\x46itResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.ember.v1.Job\"v\n\rResumeRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\'\n\ntrain_data\x18\x02 \x01(\x0b\x32\x13.ember.v1.TableData\x12(\n\x0btuning_data\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\",\n\x0eResumeResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.ember.v1.Job\"\xb9\x01\n\x0fTransferRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\'\n\ntrain_data\x18\x02 \x01(\x0b\x32\x13.ember.v1.TableData\x12(\n\x0btuning_data\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\x12%\n\x07options\x18\x04 \x01(\x0b\x32\x14.ember.v1.FitOptions\x12\x18\n\x10\x64ump_artifact_id\x18\x05 \x01(\t\".\n\x10TransferResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.ember.v1.Job\"z\n\x08\x41rtifact\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\r\n\x05\x66iles\x18\x05 \x03(\t\x12\x0c\n\x04path\x18\x06 \x01(\t\x12\x12\n\nsize_bytes\x18\x07 \x01(\x03\"2\n\x0b\x44umpRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"4\n\x0c\x44umpResponse\x12$\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x12.ember.v1.Artifact\"\x90\x01\n\rExportRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x19\n\x11include_backbones\x18\x03 \x01(\x08\x12(\n\x0bparity_data\x18\x04 \x01(\x0b\x32\x13.ember.v1.TableData\x12\x15\n\ropset_version\x18\x05 \x01(\x05\"6\n\x0e\x45xportResponse\x12$\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x12.ember.v1.Artifact\"t\n\x0ePredictRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12!\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\x12\x1a\n\x12with_probabilities\x18\x04 \x01(\x08\"j\n\x0fPredictResponse\x12\x0e\n\x06labels\x18\x01 \x03(\t\x12\x0e\n\x06values\x18\x02 \x03(\x01\x12\x0f\n\x07\x63lasses\x18\x03 \x03(\t\x12\x15\n\rprobabilities\x18\x04 \x03(\x02\x12\x0f\n\x07version\x18\x05 \x01(\x03\"j\n\x0f\x45valuateRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12!\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\x12\x0f\n\x07metrics\x18\x04 \x03(\t\"\x8a\x01\n\x10\x45valuateResponse\x12\x36\n\x06scores\x18\x01 \x03(\x0b\x32&.ember.v1.EvaluateResponse.ScoresEntry\x12\x0f\n\x07version\x18\x02 \x01(\x03\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"V\n\x0c\x45mbedRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12!\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\",\n\rEmbedResponse\x12\x0b\n\x03\x64im\x18\x01 \x01(\x03\x12\x0e\n\x06values\x18\x02 \x03(\x02\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"2\n\x10GetModelResponse\x12\x1e\n\x05model\x18\x01 \x01(\x0b\x32\x0f.ember.v1.Model\"\x13\n\x11ListModelsRequest\"5\n\x12ListModelsResponse\x12\x1f\n\x06models\x18\x01 \x03(\x0b\x32\x0f.ember.v1.Model\"\"\n\x12\x44\x65leteModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteModelResponse\"\x17\n\x15GetServerStatsRequest\"\x9c\x01\n\x16GetServerStatsResponse\x12\x12\n\ncache_hits\x18\x01 \x01(\x03\x12\x14\n\x0c\x63\x61\x63he_misses\x18\x02 \x01(\x03\x12\x17\n\x0f\x63\x61\x63he_evictions\x18\x03 \x01(\x03\x12\x13\n\x0b\x63\x61\x63he_bytes\x18\x04 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_budget_bytes\x18\x05 \x01(\x03\x12\x0e\n\x06\x63\x61\x63hed\x18\x06 \x03(\t2\xa0\x06\n\x0cModelService\x12\x32\n\x03\x46it\x12\x14.ember.v1.FitRequest\x1a\x15.ember.v1.FitResponse\x12;\n\x06Resume\x12\x17.ember.v1.ResumeRequest\x1a\x18.ember.v1.ResumeResponse\x12\x41\n\x08Transfer\x12\x19.ember.v1.TransferRequest\x1a\x1a.ember.v1.TransferResponse\x12\x35\n\x04\x44ump\x12\x15.ember.v1.DumpRequest\x1a\x16.ember.v1.DumpResponse\x12;\n\x06\x45xport\x12\x17.ember.v1.ExportRequest\x1a\x18.ember.v1.ExportResponse\x12>\n\x07Predict\x12\x18.ember.v1.PredictRequest\x1a\x19.ember.v1.PredictResponse\x12\x41\n\x08\x45valuate\x12\x19.ember.v1.EvaluateRequest\x1a\x1a.ember.v1.EvaluateResponse\x12\x38\n\x05\x45mbed\x12\x16.ember.v1.EmbedRequest\x1a\x17.ember.v1.EmbedResponse\x12\x41\n\x08GetModel\x12\x19.ember.v1.GetModelRequest\x1a\x1a.ember.v1.GetModelResponse\x12G\n\nListModels\x12\x1b.ember.v1.ListModelsRequest\x1a\x1c.ember.v1.ListModelsResponse\x12J\n\x0b\x44\x65leteModel\x12\x1c.ember.v1.DeleteModelRequest\x1a\x1d.ember.v1.DeleteModelResponse\x12S\n\x0eGetServerStats\x12\x1f.ember.v1.GetServerStatsRequest\x1a .ember.v1.GetServerStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -64,40 +64,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DUMPREQUEST']._serialized_end=1228
   _globals['_DUMPRESPONSE']._serialized_start=1230
   _globals['_DUMPRESPONSE']._serialized_end=1282
-  _globals['_EXPORTREQUEST']._serialized_start=1284
-  _globals['_EXPORTREQUEST']._serialized_end=1405
-  _globals['_EXPORTRESPONSE']._serialized_start=1407
-  _globals['_EXPORTRESPONSE']._serialized_end=1461
-  _globals['_PREDICTREQUEST']._serialized_start=1463
-  _globals['_PREDICTREQUEST']._serialized_end=1579
-  _globals['_PREDICTRESPONSE']._serialized_start=1581
-  _globals['_PREDICTRESPONSE']._serialized_end=1687
-  _globals['_EVALUATEREQUEST']._serialized_start=1689
-  _globals['_EVALUATEREQUEST']._serialized_end=1795
-  _globals['_EVALUATERESPONSE']._serialized_start=1798
-  _globals['_EVALUATERESPONSE']._serialized_end=1936
-  _globals['_EVALUATERESPONSE_SCORESENTRY']._serialized_start=1891
-  _globals['_EVALUATERESPONSE_SCORESENTRY']._serialized_end=1936
-  _globals['_EMBEDREQUEST']._serialized_start=1938
-  _globals['_EMBEDREQUEST']._serialized_end=2024
-  _globals['_EMBEDRESPONSE']._serialized_start=2026
-  _globals['_EMBEDRESPONSE']._serialized_end=2070
-  _globals['_GETMODELREQUEST']._serialized_start=2072
-  _globals['_GETMODELREQUEST']._serialized_end=2103
-  _globals['_GETMODELRESPONSE']._serialized_start=2105
-  _globals['_GETMODELRESPONSE']._serialized_end=2155
-  _globals['_LISTMODELSREQUEST']._serialized_start=2157
-  _globals['_LISTMODELSREQUEST']._serialized_end=2176
-  _globals['_LISTMODELSRESPONSE']._serialized_start=2178
-  _globals['_LISTMODELSRESPONSE']._serialized_end=2231
-  _globals['_DELETEMODELREQUEST']._serialized_start=2233
-  _globals['_DELETEMODELREQUEST']._serialized_end=2267
-  _globals['_DELETEMODELRESPONSE']._serialized_start=2269
-  _globals['_DELETEMODELRESPONSE']._serialized_end=2290
-  _globals['_GETSERVERSTATSREQUEST']._serialized_start=2292
-  _globals['_GETSERVERSTATSREQUEST']._serialized_end=2315
-  _globals['_GETSERVERSTATSRESPONSE']._serialized_start=2318
-  _globals['_GETSERVERSTATSRESPONSE']._serialized_end=2474
-  _globals['_MODELSERVICE']._serialized_start=2477
-  _globals['_MODELSERVICE']._serialized_end=3277
+  _globals['_EXPORTREQUEST']._serialized_start=1285
+  _globals['_EXPORTREQUEST']._serialized_end=1429
+  _globals['_EXPORTRESPONSE']._serialized_start=1431
+  _globals['_EXPORTRESPONSE']._serialized_end=1485
+  _globals['_PREDICTREQUEST']._serialized_start=1487
+  _globals['_PREDICTREQUEST']._serialized_end=1603
+  _globals['_PREDICTRESPONSE']._serialized_start=1605
+  _globals['_PREDICTRESPONSE']._serialized_end=1711
+  _globals['_EVALUATEREQUEST']._serialized_start=1713
+  _globals['_EVALUATEREQUEST']._serialized_end=1819
+  _globals['_EVALUATERESPONSE']._serialized_start=1822
+  _globals['_EVALUATERESPONSE']._serialized_end=1960
+  _globals['_EVALUATERESPONSE_SCORESENTRY']._serialized_start=1915
+  _globals['_EVALUATERESPONSE_SCORESENTRY']._serialized_end=1960
+  _globals['_EMBEDREQUEST']._serialized_start=1962
+  _globals['_EMBEDREQUEST']._serialized_end=2048
+  _globals['_EMBEDRESPONSE']._serialized_start=2050
+  _globals['_EMBEDRESPONSE']._serialized_end=2094
+  _globals['_GETMODELREQUEST']._serialized_start=2096
+  _globals['_GETMODELREQUEST']._serialized_end=2127
+  _globals['_GETMODELRESPONSE']._serialized_start=2129
+  _globals['_GETMODELRESPONSE']._serialized_end=2179
+  _globals['_LISTMODELSREQUEST']._serialized_start=2181
+  _globals['_LISTMODELSREQUEST']._serialized_end=2200
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2202
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2255
+  _globals['_DELETEMODELREQUEST']._serialized_start=2257
+  _globals['_DELETEMODELREQUEST']._serialized_end=2291
+  _globals['_DELETEMODELRESPONSE']._serialized_start=2293
+  _globals['_DELETEMODELRESPONSE']._serialized_end=2314
+  _globals['_GETSERVERSTATSREQUEST']._serialized_start=2316
+  _globals['_GETSERVERSTATSREQUEST']._serialized_end=2339
+  _globals['_GETSERVERSTATSRESPONSE']._serialized_start=2342
+  _globals['_GETSERVERSTATSRESPONSE']._serialized_end=2498
+  _globals['_MODELSERVICE']._serialized_start=2501
+  _globals['_MODELSERVICE']._serialized_end=3301
 # @@protoc_insertion_point(module_scope)
