@@ -26,6 +26,7 @@ from .cache import Entry, ModelCache
 from .datastore import DataStore
 from .engine import Predictor
 from .engine.config import Config
+from .engine.distributed import Scale, split_scale
 from .engine.data import Schema
 from .engine.errors import FailedPrecondition, InvalidArgument, NotFound
 from .engine.model_store import ModelStore
@@ -49,6 +50,19 @@ def check_name(name: str, what: str = "model name") -> str:
 
 
 @dataclass(frozen=True)
+class ScaleOptions:
+    """The request's scale-out fields; zero or empty: not given (hyperparameters, then defaults)."""
+
+    devices: int = 0
+    num_nodes: int = 0
+    strategy: str = ""
+
+    def hyperparameters(self) -> dict[str, Any]:
+        given = {"env.devices": self.devices, "env.num_nodes": self.num_nodes, "env.strategy": self.strategy}
+        return {k: v for k, v in given.items() if v}
+
+
+@dataclass(frozen=True)
 class FitOptions:
     label: str = ""
     problem_type: str = ""
@@ -57,6 +71,26 @@ class FitOptions:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     column_types: dict[str, str] = field(default_factory=dict)
+    scale: ScaleOptions = ScaleOptions()
+
+
+def _with_scale(hyperparameters: dict[str, Any], scale: ScaleOptions) -> dict[str, Any]:
+    """The request's fields merged into AutoMM's env.* keys; the two must not disagree."""
+    fields = scale.hyperparameters()
+    clash = {k: (hyperparameters[k], v) for k, v in fields.items() if k in hyperparameters and hyperparameters[k] != v}
+    if clash:
+        raise InvalidArgument(f"the request's scale-out fields and its hyperparameters disagree: {clash}; give each once")
+    return {**hyperparameters, **fields}
+
+
+def _local_only(scale: Scale) -> Scale:
+    if scale.num_nodes > 1:
+        raise FailedPrecondition(
+            f"num_nodes={scale.num_nodes}: the daemon starts the ranks of one machine only. Run a multi-node fit with "
+            "torchrun or SLURM on every machine (`python -m emberd.worker SPEC.json`, see the README), against this "
+            "daemon's root on a shared filesystem"
+        )
+    return scale
 
 
 @dataclass(frozen=True)
@@ -168,11 +202,12 @@ class Ember:
         label = opts.label or (existing["label"] if existing else "")
         if not label:
             raise InvalidArgument("options.label is required for a new model: name the column to predict")
+        hyperparameters = _with_scale(opts.hyperparameters, opts.scale)
         plan = plan_fit(
             label=label,
             train_df=train_t.frame,
             tuning_df=tuning_t.frame if tuning_t else None,
-            hyperparameters=opts.hyperparameters,
+            hyperparameters=hyperparameters,
             problem_type=opts.problem_type or None,
             eval_metric=opts.eval_metric or (existing["eval_metric"] if existing else None),
             column_types=opts.column_types or None,
@@ -187,9 +222,11 @@ class Ember:
             "train_dataset": train_t.dataset_id,
             "tuning_path": str(tuning_t.path) if tuning_t else None,
             "time_limit": opts.time_limit_s or None,
-            "hyperparameters": opts.hyperparameters,
+            "hyperparameters": hyperparameters,
             "seed": opts.seed,
             "column_types": opts.column_types,
+            "continued": plan.continued,
+            "scale": _local_only(plan.scale).to_dict(),
         }
         return self._submit(name, kind, spec, label, plan.schema.problem_type, plan.metric)
 
@@ -221,7 +258,7 @@ class Ember:
             hp.setdefault("model.timm_image.checkpoint_name", str(root / "timm_image"))
         return self.fit(name, train, tuning, FitOptions(**{**vars(opts), "hyperparameters": hp}), kind="TRANSFER")
 
-    def resume(self, name: str, train: TableRef, tuning: TableRef) -> JobRow:
+    def resume(self, name: str, train: TableRef, tuning: TableRef, scale: ScaleOptions = ScaleOptions()) -> JobRow:
         row = self.require_model(name)
         self._refuse_if_busy(name)
         last = next(iter(self.registry.jobs(name, limit=1)), None)
@@ -234,6 +271,12 @@ class Ember:
         if not run.exists() or read_json(run)["status"] != "running":
             raise FailedPrecondition(f"model {name!r}'s last run left nothing to resume; Fit it again")
         spec = dict(last.spec)
+        changes = scale.hyperparameters()
+        if changes:  # the same run on another number of processes
+            base = Scale.from_dict(spec.get("scale")).to_hyperparameters()
+            if "env.devices" in changes and base["env.num_gpus"]:
+                changes["env.num_gpus"] = changes["env.devices"]  # on GPU, one rank per GPU
+            spec["scale"] = _local_only(split_scale({**base, **changes})[0]).to_dict()
         if train:
             spec["train_path"] = str(self.data.resolve(**vars(train), what="train_data").path)
         if tuning:

@@ -4,13 +4,21 @@
 A job's worker reports over a multiprocessing queue; a thread per running job writes each
 event to the registry and wakes WatchJob streams. A worker that ends without reporting a
 result (killed, out of memory, daemon restart) leaves its job INTERRUPTED, resumable from
-its last checkpoint."""
+its last checkpoint.
+
+A distributed job (``spec["scale"]``: devices > 1) gets one spawned worker per rank, started
+like torchrun starts them (MASTER_ADDR/MASTER_PORT on loopback, WORLD_SIZE, RANK,
+LOCAL_RANK, NODE_RANK), so each job is its own torch.distributed group and any number of
+them can run one after another in one daemon. Every rank is a process the daemon watches:
+if one dies without a result, the others are killed (they would wait for it forever) and
+the job is INTERRUPTED; Resume starts the whole group again from the last checkpoint."""
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
 import queue as queue_mod
+import socket
 import threading
 import uuid
 from dataclasses import dataclass
@@ -27,10 +35,32 @@ _CTX = mp.get_context("spawn")
 @dataclass
 class _Running:
     job_id: str
-    process: Any
+    processes: list[Any]  # one per rank, in rank order
     queue: Any
     cancelled: bool = False
     thread: threading.Thread | None = None
+
+    def kill(self) -> set[int]:
+        """Kill the ranks still alive; returns which they were."""
+        alive = {rank for rank, p in enumerate(self.processes) if p.is_alive()}
+        for rank in alive:
+            self.processes[rank].kill()
+        return alive
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rank_environments(devices: int) -> list[dict[str, str]]:
+    """torchrun's variables for each of ``devices`` ranks on this machine (none for one)."""
+    if devices <= 1:
+        return [{}]
+    common = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(devices),
+              "LOCAL_WORLD_SIZE": str(devices), "NODE_RANK": "0", "GROUP_RANK": "0"}
+    return [{**common, "RANK": str(r), "LOCAL_RANK": str(r)} for r in range(devices)]
 
 
 class JobManager:
@@ -68,7 +98,7 @@ class JobManager:
         with self._lock:
             running = list(self._running.values())
         for r in running:
-            r.process.kill()
+            r.kill()
         for r in running:
             if r.thread:
                 r.thread.join(grace)
@@ -90,7 +120,7 @@ class JobManager:
             r = self._running.get(job_id)
             if r is not None:
                 r.cancelled = True
-                r.process.kill()  # checkpoints are atomic: the last whole one stays
+                r.kill()  # checkpoints are atomic: the last whole one stays
         if r is None:
             self._finish(job_id, "CANCELLED", error="cancelled before it started")
         elif r.thread:
@@ -144,61 +174,84 @@ class JobManager:
     def _start(self, job: JobRow) -> None:
         q = _CTX.Queue()
         spec = {**job.spec, "job_id": job.id, "kind": job.kind, "torch_threads": self.torch_threads}
-        proc = _CTX.Process(target=run_job, args=(spec, q), name=f"ember-job-{job.id[:8]}", daemon=True)
-        proc.start()
-        self.registry.update_job(job.id, state="RUNNING", worker_pid=proc.pid)
+        envs = rank_environments(int((spec.get("scale") or {}).get("devices", 1)))
+        procs = []
+        for rank, env in enumerate(envs):
+            name = f"ember-job-{job.id[:8]}" + (f"-rank{rank}" if len(envs) > 1 else "")
+            procs.append(_CTX.Process(target=run_job, args=({**spec, "dist_env": env}, q), name=name, daemon=True))
+            procs[-1].start()
+        self.registry.update_job(job.id, state="RUNNING", worker_pid=procs[0].pid)
         self._emit(job.id, {"kind": "state", "state": "RUNNING"})
-        r = _Running(job.id, proc, q)
+        if len(procs) > 1:
+            self._emit(job.id, {"kind": "state", "state": "ranks_started", "world_size": len(procs), "pids": [p.pid for p in procs]})
+        r = _Running(job.id, procs, q)
         r.thread = threading.Thread(target=self._pump, args=(r,), name=f"ember-pump-{job.id[:8]}", daemon=True)
         with self._lock:
             self._running[job.id] = r
         r.thread.start()
 
     def _pump(self, r: _Running) -> None:
-        """Relay one worker's reports until it exits; then settle its job's state."""
-        result: tuple[str, dict[str, Any]] | None = None
+        """Relay the ranks' reports until all have exited; then settle the job's state."""
+        results: dict[int, tuple[str, dict[str, Any]]] = {}
+        killed: set[int] = set()  # ranks this thread killed: their silence is not a crash
         while True:
             try:
-                kind, payload = r.queue.get(timeout=0.5)
+                rank, kind, payload = r.queue.get(timeout=0.5)
             except queue_mod.Empty:
-                if not r.process.is_alive():
-                    try:  # drain what it wrote just before exiting
-                        kind, payload = r.queue.get(timeout=0.5)
-                    except (queue_mod.Empty, EOFError, OSError):
+                alive = [p.is_alive() for p in r.processes]
+                if all(alive):
+                    continue
+                try:  # drain what an exited rank wrote just before exiting
+                    rank, kind, payload = r.queue.get(timeout=0.5)
+                except (queue_mod.Empty, EOFError, OSError):
+                    if not any(p.is_alive() for p in r.processes):
                         break
-                else:
+                    # a rank ended without a result: the others would wait for it forever
+                    lost = [i for i, p in enumerate(r.processes) if not p.is_alive() and i not in results]
+                    if lost:
+                        killed |= r.kill()
                     continue
             except (EOFError, OSError):
                 break
             if kind == "event":
                 self._emit(r.job_id, payload)
-            else:
-                result = (kind, payload)
-        r.process.join(5)
+                continue
+            results[rank] = (kind, payload)
+            if kind == "failed":  # the group cannot finish without this rank
+                killed |= r.kill()
+        for p in r.processes:
+            p.join(5)
         with self._lock:
             self._running.pop(r.job_id, None)
         job = self.registry.job(r.job_id)
         assert job is not None
-        if result and result[0] == "done":
+        lost = [i for i, p in enumerate(r.processes) if i not in results and i not in killed]
+        failed = sorted((i, res[1]) for i, res in results.items() if res[0] == "failed")
+        if results.get(0, ("",))[0] == "done":
             try:
-                self.on_success(job, result[1])
-                self._finish(r.job_id, "SUCCEEDED", version=result[1]["version"])
+                self.on_success(job, results[0][1])
+                self._finish(r.job_id, "SUCCEEDED", version=results[0][1]["version"])
             except Exception as e:  # noqa: BLE001
                 log.exception("recording job %s", r.job_id)
                 self._finish(r.job_id, "FAILED", error=f"the model was trained but could not be recorded: {e}")
-        elif result and result[0] == "failed":
-            self._finish(r.job_id, "FAILED", error=result[1]["message"], code=result[1]["error"])
-            if result[1].get("traceback"):
-                log.error("job %s failed:\n%s", r.job_id, result[1]["traceback"])
         elif r.cancelled:
             self._finish(r.job_id, "CANCELLED", error="cancelled; its last checkpoint is kept: Resume continues it")
-        else:
+        elif lost:
+            what = "the worker process" if len(r.processes) == 1 else f"rank {lost[0]} of {len(r.processes)}"
+            others = "" if len(r.processes) == 1 else " (the other ranks were stopped)"
             self._finish(
                 r.job_id,
                 "INTERRUPTED",
-                error=f"the worker process ended without a result (exit code {r.process.exitcode}); "
+                error=f"{what} ended without a result (exit code {r.processes[lost[0]].exitcode}){others}; "
                 "Resume continues from its last checkpoint",
             )
+        elif failed:
+            rank, info = failed[0]
+            self._finish(r.job_id, "FAILED", error=info["message"], code=info["error"])
+            if info.get("traceback"):
+                log.error("job %s failed on rank %d:\n%s", r.job_id, rank, info["traceback"])
+        else:
+            self._finish(r.job_id, "INTERRUPTED", error="the workers ended without a result; Resume continues from its last checkpoint")
         self._wake()
 
     def _finish(self, job_id: str, state: str, *, error: str | None = None, version: int | None = None, code: str | None = None) -> None:

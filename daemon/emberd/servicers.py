@@ -24,7 +24,7 @@ from ember.v1 import (
     model_service_pb2_grpc as model_grpc,
 )
 
-from .app import Ember, FitOptions, TableRef
+from .app import Ember, FitOptions, ScaleOptions, TableRef
 from .engine.errors import InvalidArgument, NotFound
 from .registry import JobRow
 
@@ -58,7 +58,12 @@ def _options(o: Any) -> FitOptions:
         hyperparameters=hp,
         seed=o.seed,
         column_types=dict(o.column_types),
+        scale=_scale(o.scale),
     )
+
+
+def _scale(s: Any) -> ScaleOptions:
+    return ScaleOptions(devices=s.devices, num_nodes=s.num_nodes, strategy=s.strategy)
 
 
 EVENT_KINDS = {
@@ -166,7 +171,7 @@ class ModelServicer(model_grpc.ModelServiceServicer):
         return model_pb.FitResponse(job=self.s.job(job))
 
     def Resume(self, request, context):  # noqa: N802
-        job = self.app.resume(request.model_name, _table(request.train_data), _table(request.tuning_data))
+        job = self.app.resume(request.model_name, _table(request.train_data), _table(request.tuning_data), _scale(request.scale))
         return model_pb.ResumeResponse(job=self.s.job(job))
 
     def Transfer(self, request, context):  # noqa: N802

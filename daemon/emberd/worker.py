@@ -1,6 +1,15 @@
 """A training job's worker process: started with the ``spawn`` method (never forked from
 the gRPC server), it runs one engine fit and reports over a queue. It dies with the daemon
-(``PR_SET_PDEATHSIG``), so a restarted daemon never races an orphan for a model's folder."""
+(``PR_SET_PDEATHSIG``), so a restarted daemon never races an orphan for a model's folder.
+
+A distributed job has one worker per rank, each started with torchrun's environment
+variables (``spec["dist_env"]``: MASTER_ADDR/PORT, WORLD_SIZE, RANK, LOCAL_RANK, ...), so
+Lightning joins them into one DDP group and launches nothing itself. Every message on the
+queue is ``(rank, kind, payload)``; rank 0 speaks for the job, and every rank ends with a
+``rank_finished`` event (its rank, the group's size, a digest of its final weights).
+
+``python -m emberd.worker SPEC.json`` runs the same fit as one rank of a group that
+torchrun or SLURM started (several machines); rank 0 prints events as JSON lines."""
 
 from __future__ import annotations
 
@@ -8,6 +17,7 @@ import ctypes
 import logging
 import os
 import signal
+import sys
 import traceback
 from typing import Any
 
@@ -36,49 +46,90 @@ def _json_safe(obj: Any) -> Any:
 def run_job(spec: dict[str, Any], queue: Any) -> None:
     """Entry point of the worker process (a module-level function, importable by spawn)."""
     _die_with_parent()
-    logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s job {spec['job_id'][:8]} %(name)s: %(message)s")
+    os.environ.update(spec.get("dist_env") or {})  # before torch reads it: this process's place in the group
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s job {spec['job_id'][:8]} rank {rank} %(name)s: %(message)s")
     if spec.get("torch_threads"):
         import torch
 
         torch.set_num_threads(int(spec["torch_threads"]))
-    from .engine import EmberError, Predictor
-    from .engine.data import load_table
+    from .engine import EmberError
 
     def emit(event: dict[str, Any]) -> None:
-        queue.put(("event", _json_safe(event)))
+        queue.put((rank, "event", _json_safe(event)))
 
     try:
-        train = load_table(spec["train_path"], what="train_data")
-        tuning = load_table(spec["tuning_path"], what="tuning_data") if spec.get("tuning_path") else None
-        if spec["kind"] == "RESUME":
-            p = Predictor.load(spec["model_dir"], resume=True)
-            p.fit(train, tuning_data=tuning, on_event=emit)
-        else:
-            if os.path.exists(os.path.join(spec["model_dir"], "predictor.json")) and spec["kind"] == "FIT":
-                p = Predictor.load(spec["model_dir"])
-                if spec.get("problem_type"):
-                    p.problem_type = spec["problem_type"]
-            else:
-                p = Predictor(
-                    label=spec["label"],
-                    problem_type=spec.get("problem_type") or None,
-                    eval_metric=spec.get("eval_metric") or None,
-                    path=spec["model_dir"],
-                )
-            p.fit(
-                train,
-                tuning_data=tuning,
-                time_limit=spec.get("time_limit") or None,
-                hyperparameters=spec.get("hyperparameters") or {},
-                seed=int(spec.get("seed") or 0),
-                column_types=spec.get("column_types") or None,
-                on_event=emit,
-            )
-        queue.put(("done", _json_safe({"version": p.version, "summary": p.fit_summary})))
+        p = fit(spec, emit)
+        emit({"kind": "state", "state": "rank_finished", **p.fit_summary["distributed"]})
+        queue.put((rank, "done", _json_safe({"version": p.version, "summary": p.fit_summary})))
     except EmberError as e:
-        queue.put(("failed", {"error": type(e).__name__, "message": str(e)}))
+        queue.put((rank, "failed", {"error": type(e).__name__, "message": str(e)}))
     except BaseException as e:  # noqa: BLE001 - report everything; the daemon decides the state
-        queue.put(("failed", {"error": "Internal", "message": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}))
+        queue.put((rank, "failed", {"error": "Internal", "message": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}))
     finally:
         queue.close()
         queue.join_thread()
+
+
+def fit(spec: dict[str, Any], emit: Any) -> Any:
+    """One rank's part of the job ``spec`` (a fit, continued fit, transfer or resume)."""
+    from .engine import Predictor
+    from .engine.data import load_table
+    from .engine.distributed import Scale
+
+    train = load_table(spec["train_path"], what="train_data")
+    tuning = load_table(spec["tuning_path"], what="tuning_data") if spec.get("tuning_path") else None
+    if spec["kind"] == "RESUME":
+        scale = Scale.from_dict(spec["scale"]).to_hyperparameters() if spec.get("scale") else None
+        return Predictor.load(spec["model_dir"], resume=True).fit(train, tuning_data=tuning, hyperparameters=scale, on_event=emit)
+    # decided by the daemon (the ranks must agree, and rank 0 writes predictor.json for a new model)
+    if spec["continued"]:
+        p = Predictor.load(spec["model_dir"])
+        if spec.get("problem_type"):
+            p.problem_type = spec["problem_type"]
+    else:
+        p = Predictor(
+            label=spec["label"],
+            problem_type=spec.get("problem_type") or None,
+            eval_metric=spec.get("eval_metric") or None,
+            path=spec["model_dir"],
+        )
+    return p.fit(
+        train,
+        tuning_data=tuning,
+        time_limit=spec.get("time_limit") or None,
+        hyperparameters=spec.get("hyperparameters") or {},
+        seed=int(spec.get("seed") or 0),
+        column_types=spec.get("column_types") or None,
+        on_event=emit,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m emberd.worker SPEC.json``: one rank of a group that torchrun or SLURM
+    started (every rank runs this with the same spec). SPEC.json holds the job as the daemon
+    writes it: kind, model_dir, train_path (and tuning_path), label, time_limit,
+    hyperparameters (with env.devices and env.num_nodes matching the launcher), seed,
+    continued. Rank 0 prints the job's events as JSON lines; every rank prints its
+    ``rank_finished`` report."""
+    import json
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    with open(args[0]) as f:
+        spec = json.load(f)
+    logging.basicConfig(level=logging.WARNING)
+    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+
+    def emit(event: dict[str, Any]) -> None:
+        print(json.dumps(_json_safe(event)), flush=True)
+
+    p = fit(spec, emit if rank == 0 else lambda e: None)
+    emit({"kind": "state", "state": "rank_finished", **p.fit_summary["distributed"]})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

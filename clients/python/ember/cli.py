@@ -1,8 +1,8 @@
 """``ember``: the command line over the client.
 
     ember status | models | jobs [MODEL] | watch JOB | cancel JOB
-    ember fit MODEL TABLE --label COL [--time-limit S] [--hp KEY=JSON ...]
-    ember resume MODEL [TABLE] | transfer MODEL DUMP_ARTIFACT TABLE --label COL
+    ember fit MODEL TABLE --label COL [--time-limit S] [--hp KEY=JSON ...] [--devices N]
+    ember resume MODEL [TABLE] [--devices N] | transfer MODEL DUMP_ARTIFACT TABLE --label COL
     ember dump MODEL DEST | predict MODEL TABLE
     ember export MODEL DEST [--backbones] [--parity-rows TABLE]
     ember onnx-predict BUNDLE TABLE      (onnxruntime only: no daemon, no torch)
@@ -29,6 +29,10 @@ def _hp(pairs: list[str]) -> dict:
     return out
 
 
+def _scale(args: argparse.Namespace) -> dict:
+    return {"devices": args.devices, "num_nodes": args.num_nodes, "strategy": args.strategy}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="ember", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--address", help="daemon address (default: EMBER_ADDRESS, else a local daemon, started if needed)")
@@ -49,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         f.add_argument("--eval-metric")
         f.add_argument("--hp", action="append", help="hyperparameter KEY=JSON (repeatable)")
     r = sub.add_parser("resume"); r.add_argument("model"); r.add_argument("table", nargs="?")
+    for p in (sub.choices["fit"], sub.choices["transfer"], r):
+        p.add_argument("--devices", type=int, default=0, help="train on this many processes (Lightning DDP; gloo on CPU, NCCL on GPU)")
+        p.add_argument("--num-nodes", type=int, default=0, help="machines (beyond one: torchrun or SLURM starts the ranks)")
+        p.add_argument("--strategy", default="", help="'ddp' (the default beyond one process) or 'ddp_find_unused_parameters_true'")
     d = sub.add_parser("dump"); d.add_argument("model"); d.add_argument("dest")
     e = sub.add_parser("export"); e.add_argument("model"); e.add_argument("dest")
     e.add_argument("--backbones", action="store_true", help="also export each backbone alone")
@@ -80,12 +88,12 @@ def main(argv: list[str] | None = None) -> int:
                 job = client.get_job(args.job)
             elif args.cmd == "fit":
                 job = client.fit(args.model, read_table(args.table), label=args.label or "", time_limit=args.time_limit,
-                                 eval_metric=args.eval_metric, hyperparameters=_hp(args.hp))
+                                 eval_metric=args.eval_metric, hyperparameters=_hp(args.hp), **_scale(args))
             elif args.cmd == "transfer":
                 job = client.transfer(args.model, args.dump_artifact, read_table(args.table), label=args.label,
-                                      time_limit=args.time_limit, eval_metric=args.eval_metric, hyperparameters=_hp(args.hp))
+                                      time_limit=args.time_limit, eval_metric=args.eval_metric, hyperparameters=_hp(args.hp), **_scale(args))
             else:
-                job = client.resume(args.model, read_table(args.table) if args.table else None)
+                job = client.resume(args.model, read_table(args.table) if args.table else None, **_scale(args))
             job = client.wait(job, description=args.cmd)
             print(f"job {job.id}: {job_pb2.JobState.Name(job.state)[10:]} {('version ' + str(job.version)) if job.version else job.error}")
             return 0 if job.state == job_pb2.JOB_STATE_SUCCEEDED else 1

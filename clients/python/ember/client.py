@@ -161,12 +161,19 @@ class Client:
     # ---- models -----------------------------------------------------------------------------
     @staticmethod
     def options(label: str = "", problem_type: str | None = None, eval_metric: str | None = None, time_limit: float | None = None,
-                hyperparameters: dict[str, Any] | None = None, seed: int = 0, column_types: dict[str, str] | None = None) -> model_pb.FitOptions:
+                hyperparameters: dict[str, Any] | None = None, seed: int = 0, column_types: dict[str, str] | None = None,
+                devices: int = 0, num_nodes: int = 0, strategy: str = "") -> model_pb.FitOptions:
+        """``devices``/``num_nodes``/``strategy``: train on that many processes (Lightning
+        DDP); 0 or empty leaves them to the hyperparameters (``env.devices`` ...)."""
         return model_pb.FitOptions(
             label=label, problem_type=problem_type or "", eval_metric=eval_metric or "", time_limit_s=float(time_limit or 0),
             hyperparameters={k: json.dumps(v) for k, v in (hyperparameters or {}).items()}, seed=seed,
-            column_types=column_types or {},
+            column_types=column_types or {}, scale=Client.scale(devices, num_nodes, strategy),
         )
+
+    @staticmethod
+    def scale(devices: int = 0, num_nodes: int = 0, strategy: str = "") -> model_pb.ScaleOptions:
+        return model_pb.ScaleOptions(devices=devices or 0, num_nodes=num_nodes or 0, strategy=strategy or "")
 
     def fit(self, model: str, train: pd.DataFrame | str, tuning: pd.DataFrame | str | None = None, **options: Any) -> job_pb2.Job:
         req = model_pb.FitRequest(model_name=model, train_data=self.table(train, "train"), options=self.options(**options))
@@ -180,8 +187,9 @@ class Client:
             req.tuning_data.CopyFrom(self.table(tuning, "tuning"))
         return _call(self.models.Transfer, req, metadata=self._md).job
 
-    def resume(self, model: str, train: pd.DataFrame | str | None = None) -> job_pb2.Job:
-        req = model_pb.ResumeRequest(model_name=model)
+    def resume(self, model: str, train: pd.DataFrame | str | None = None, *, devices: int = 0, num_nodes: int = 0, strategy: str = "") -> job_pb2.Job:
+        """Continue the interrupted fit; ``devices`` etc. change its number of processes (0: as before)."""
+        req = model_pb.ResumeRequest(model_name=model, scale=self.scale(devices, num_nodes, strategy))
         if train is not None:
             req.train_data.CopyFrom(self.table(train, "train"))
         return _call(self.models.Resume, req, metadata=self._md).job

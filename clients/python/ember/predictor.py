@@ -90,18 +90,26 @@ class MultiModalPredictor:
         hyperparameters: dict[str, Any] | None = None,
         seed: int = 0,
         column_types: dict[str, str] | None = None,
+        devices: int | None = None,
+        num_nodes: int | None = None,
+        strategy: str | None = None,
         **unused: Any,
     ) -> "MultiModalPredictor":
+        """As AutoMM's. ``devices``/``num_nodes``/``strategy`` (or the hyperparameters
+        ``env.num_gpus``/``env.devices``, ``env.num_nodes``, ``env.strategy``) train on
+        several processes with Lightning DDP; the daemon starts them. On a resume they
+        change the interrupted run's number of processes."""
         c = self.client
         self._write_pointer(c.address)
+        scale = dict(devices=devices or 0, num_nodes=num_nodes or 0, strategy=strategy or "")
         if self._resume:
-            job = c.resume(self._name, train_data)
+            job = c.resume(self._name, train_data, **scale)
             self._resume = False
         else:
             hp = dict(hyperparameters or {})
             dump = self._transfer_source(hp)
             opts = dict(label=self.label or "", problem_type=self.problem_type, eval_metric=self.eval_metric,
-                        time_limit=time_limit, hyperparameters=hp, seed=seed, column_types=column_types)
+                        time_limit=time_limit, hyperparameters=hp, seed=seed, column_types=column_types, **scale)
             if dump is not None:
                 job = c.transfer(self._name, dump, train_data, tuning_data, **opts)
             else:

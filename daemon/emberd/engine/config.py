@@ -137,7 +137,10 @@ class Config:
 
     @staticmethod
     def valid_keys() -> list[str]:
-        keys = ["model.names"]
+        """Every hyperparameter key; the scale-out ones (``env.devices`` ...) shape a fit, not the model."""
+        from .distributed import SCALE_KEYS
+
+        keys = ["model.names", *SCALE_KEYS]
         for prefix, attr in _SECTIONS.items():
             section = Config.__dataclass_fields__[attr].default
             keys += [f"{prefix}.{f.name}" for f in dataclasses.fields(section)]

@@ -378,20 +378,30 @@ class LengthBuckets(torch.utils.data.Sampler[list[int]]):
 
     Training (``shuffle``): each epoch shuffles, sorts within windows of 50 batches and
     shuffles the batch order, so batches are random but padded little. Evaluation: rows
-    sorted by length once."""
+    sorted by length once.
 
-    def __init__(self, lengths: np.ndarray, batch_size: int, *, shuffle: bool, seed: int = 0) -> None:
+    Distributed (``world`` > 1): every rank draws the same epoch's batches and keeps every
+    ``world``-th one from its ``rank``, wrapping around so that all ranks get the same
+    number of batches (a rank with one step more would wait forever in its all-reduce).
+    Lightning's DistributedSampler is not injected for a custom batch sampler: this is it."""
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world: int = 1) -> None:
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
+        self.rank = rank
+        self.world = world
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __len__(self) -> int:
+    def _batches(self) -> int:
         return -(-len(self.lengths) // self.batch_size)
+
+    def __len__(self) -> int:
+        return -(-self._batches() // self.world)
 
     def __iter__(self) -> Iterator[list[int]]:
         n, bs = len(self.lengths), self.batch_size
@@ -408,5 +418,8 @@ class LengthBuckets(torch.utils.data.Sampler[list[int]]):
             chunk = perm[s : s + window]
             chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
             batches += [chunk[i : i + bs].tolist() for i in range(0, len(chunk), bs)]
-        for i in rng.permutation(len(batches)):
+        order = rng.permutation(len(batches))
+        if self.world > 1:
+            order = order[(self.rank + self.world * np.arange(len(self))) % len(order)]
+        for i in order:
             yield batches[i]

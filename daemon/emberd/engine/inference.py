@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
 
 from .data import Schema
 from .features import Collator, LengthBuckets
@@ -15,10 +16,14 @@ def raw_outputs(net: torch.nn.Module, collator: Collator, lengths: np.ndarray, b
     """Logits (N, K) or standardized regression outputs (N, 1), in row order."""
     was_training = net.training
     net.eval()
+    device = next(net.parameters()).device  # a GPU fit validates where it trains
     out: np.ndarray | None = None
     try:
         for rows in LengthBuckets(lengths, batch_size, shuffle=False):
-            y = net(collator(rows)).float().numpy()
+            batch = collator(rows)
+            if device.type != "cpu":
+                batch = move_data_to_device(batch, device)
+            y = net(batch).float().cpu().numpy()
             if out is None:
                 out = np.empty((len(lengths), y.shape[1]), dtype=np.float32)
             out[rows] = y

@@ -11,6 +11,7 @@ import pandas as pd
 
 from .config import Config
 from .data import Schema, drop_unlabelled, infer_schema
+from .distributed import Scale, split_scale
 from .errors import FailedPrecondition, InvalidArgument
 from .metrics import canonical, default_metric
 from .models.image import check_image_checkpoint
@@ -23,6 +24,7 @@ class FitPlan:
     cfg: Config
     metric: str
     continued: bool
+    scale: Scale  # processes and nodes to train on (the env.* scale-out keys; not saved with the model)
 
 
 def plan_fit(
@@ -37,7 +39,7 @@ def plan_fit(
     current: tuple[Schema, Config] | None = None,
 ) -> FitPlan:
     """``current``: the schema and config of the model a continued fit starts from."""
-    hyperparameters = dict(hyperparameters or {})
+    scale, hyperparameters = split_scale(hyperparameters)
     if label is None:
         raise InvalidArgument("a label is required: name the column to predict")
     if label not in train_df.columns:
@@ -73,4 +75,4 @@ def plan_fit(
         schema.encode_labels(drop_unlabelled(tuning_df, label)[label])
     if len(drop_unlabelled(train_df, label)) < 2:
         raise InvalidArgument("train_data needs at least 2 labelled rows")
-    return FitPlan(schema, cfg, metric, continued=current is not None)
+    return FitPlan(schema, cfg, metric, continued=current is not None, scale=scale or Scale())

@@ -18,6 +18,7 @@ import torch
 
 from .config import Config
 from .data import drop_unlabelled, load_table
+from .distributed import Scale, launched_rank, local_world_size, params_digest, split_scale
 from .errors import FailedPrecondition, InvalidArgument
 from .inference import raw_outputs, to_predictions
 from .metrics import canonical, default_metric, higher_is_better, score
@@ -35,9 +36,14 @@ MAX_HOLDOUT_ROWS = 1000
 
 
 def _set_threads(cfg: Config) -> None:
-    n = cfg.env.num_threads or os.cpu_count() or 1
+    # the ranks of a distributed fit on one machine share its cores
+    n = cfg.env.num_threads or max(1, (os.cpu_count() or 1) // local_world_size())
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+
+
+def _drop_event(event: dict[str, Any]) -> None:
+    pass
 
 
 class Predictor:
@@ -119,6 +125,11 @@ class Predictor:
         """Train a new model, continue training the current one on new data (a new version
         from the current weights), or finish an interrupted run (after ``load(resume=True)``).
 
+        ``hyperparameters`` may hold AutoMM's scale-out keys (``env.num_gpus``,
+        ``env.devices``, ``env.num_nodes``, ``env.strategy``; the only keys a resume takes):
+        with more than one process, every rank of a group started from outside (the daemon,
+        torchrun, SLURM) calls ``fit`` alike, and rank 0 alone writes the folder.
+
         Everything is validated before any work; a refused or failed fit leaves the
         predictor's folder as it was."""
         started = time.monotonic()
@@ -129,7 +140,13 @@ class Predictor:
         tuning_df = load_table(tuning_data, what="tuning_data") if tuning_data is not None else None
         store = ModelStore(self.path)
         if self._resume:
-            return self._fit_resume(store, drop_unlabelled(train_df, self.label), tuning_df, started, emit)
+            scale, rest = split_scale(hyperparameters)
+            if rest:
+                raise InvalidArgument(
+                    f"a resume continues the interrupted run with its own hyperparameters; it takes only the scale-out keys "
+                    f"(env.num_gpus, env.devices, env.num_nodes, env.strategy), not {sorted(rest)}"
+                )
+            return self._fit_resume(store, drop_unlabelled(train_df, self.label), tuning_df, started, emit, scale)
         parent = self._model
         plan = plan_fit(
             label=self.label,
@@ -142,10 +159,11 @@ class Predictor:
             current=(parent.schema, parent.cfg) if parent else None,
         )
         schema, cfg, metric = plan.schema, plan.cfg, plan.metric
+        rank = launched_rank(plan.scale)
         train_df = drop_unlabelled(train_df, self.label)
         _set_threads(cfg)
         if parent is None:
-            if store.exists() and store.meta().get("current_version") is not None:
+            if rank == 0 and store.exists() and store.meta().get("current_version") is not None:
                 raise FailedPrecondition(
                     f"{self.path!r} already holds a trained predictor; load it to continue training, "
                     "or choose another path for a new model"
@@ -167,21 +185,27 @@ class Predictor:
             "train_rows": len(train_df),
             "val_rows": len(val_df),
             "started_at": time.time(),
+            "scale": plan.scale.to_dict(),
         }
         # Metadata before training: a crash at any point after this can be resumed.
-        if not store.exists():
-            store.write_meta(
-                {"label": self.label, "problem_type": schema.problem_type, "eval_metric": metric, "current_version": None}
-            )
-        store.clear_run()
-        model.write_assets(store.run_dir / "assets")
-        write_json(store.run_dir / "run.json", run)
-        return self._run(store, model, run, train_df, val_df, started, emit, resume_from=None)
+        if rank == 0:
+            if not store.exists():
+                store.write_meta(
+                    {"label": self.label, "problem_type": schema.problem_type, "eval_metric": metric, "current_version": None}
+                )
+            store.clear_run()
+            model.write_assets(store.run_dir / "assets")
+            write_json(store.run_dir / "run.json", run)
+        return self._run(store, model, run, train_df, val_df, started, emit, resume_from=None, rank=rank)
 
     def _fit_resume(
-        self, store: ModelStore, train_df: pd.DataFrame, tuning_df: pd.DataFrame | None, started: float, emit: Callable
+        self, store: ModelStore, train_df: pd.DataFrame, tuning_df: pd.DataFrame | None, started: float, emit: Callable,
+        scale: Scale | None,
     ) -> "Predictor":
         run = read_json(store.run_dir / "run.json")
+        if scale is not None:  # the same run on another number of processes
+            run = {**run, "scale": scale.to_dict()}
+        rank = launched_rank(Scale.from_dict(run.get("scale")))
         model = TrainedModel.from_assets(store.run_dir / "assets", None)
         ckpt = store.run_dir / "last.ckpt"
         if not ckpt.exists():
@@ -196,7 +220,7 @@ class Predictor:
         _set_threads(model.cfg)
         train_df, val_df = self._split(train_df, tuning_df, model.cfg, run["seed"])
         self._resume = False
-        return self._run(store, model, run, train_df, val_df, started, emit, resume_from=ckpt if ckpt.exists() else None)
+        return self._run(store, model, run, train_df, val_df, started, emit, resume_from=ckpt if ckpt.exists() else None, rank=rank)
 
     def _run(
         self,
@@ -208,11 +232,16 @@ class Predictor:
         started: float,
         emit: Callable,
         resume_from: Path | None,
+        rank: int = 0,
     ) -> "Predictor":
         schema, cfg = model.schema, model.cfg
+        scale = Scale.from_dict(run.get("scale"))
+        if rank != 0:
+            emit = _drop_event  # rank 0 speaks for the group
         train_enc = model.encode(train_df, with_labels=True, skip_bad_images=True)
         val_enc = model.encode(val_df, with_labels=True, skip_bad_images=True)
-        emit({"kind": "state", "state": "training", "train_rows": train_enc.n, "val_rows": val_enc.n, "resumed": resume_from is not None})
+        emit({"kind": "state", "state": "training", "train_rows": train_enc.n, "val_rows": val_enc.n, "resumed": resume_from is not None,
+              "world_size": scale.world_size})
         result = train(
             model.net,
             schema,
@@ -228,8 +257,14 @@ class Predictor:
             fresh_head=run["parent_version"] is None,
             seed=run["seed"],
             emit=emit,
+            scale=scale,
+            rank=rank,
         )
         model.net.eval()
+        ranks = {"rank": rank, "world_size": scale.world_size, "params_sha256": params_digest(model.net)}
+        if rank != 0:  # the same weights as rank 0's (params_sha256 shows it); rank 0 writes them
+            self._model, self.fit_summary = model, {"distributed": ranks}
+            return self
         metrics: dict[str, Any] = {
             "metric": run["metric"],
             "val_score": result.best_score,
@@ -242,6 +277,7 @@ class Predictor:
             "samples_per_s": result.samples_per_s,
             "stopped_by": result.stopped_by,
             "train_seconds": result.elapsed_s,
+            "distributed": ranks,
         }
         parent = run["parent_version"]
         if parent is not None:

@@ -18,6 +18,7 @@ from .callbacks import BudgetSchedule, LinearProbe, Progress, TimeBudget, Valida
 from .checkpoint_io import SafeCheckpointIO
 from .config import Config
 from .data import Schema
+from .distributed import Scale, broadcast_floats
 from .features import Collator, Encoded, LengthBuckets
 from .head_init import fit_linear_head
 from .inference import raw_outputs, to_predictions
@@ -119,8 +120,15 @@ def train(
     fresh_head: bool,
     seed: int,
     emit: Callable[[dict[str, Any]], None],
+    scale: Scale = Scale(),
+    rank: int = 0,
 ) -> RunResult:
-    """Train ``net`` in place; on return it holds the selected (averaged) weights."""
+    """Train ``net`` in place; on return it holds the selected (averaged) weights.
+
+    On several processes (``scale``) this runs on every rank: each trains on its own shard
+    of the batches (``env.batch_size`` is the global batch, split over the ranks), rank 0
+    validates and broadcasts the scores, so every rank keeps, averages and ends with the
+    same weights. Only rank 0 emits events and writes checkpoints."""
     L.seed_everything(seed, workers=False, verbose=False)
     net.train()  # pretrained backbones load in eval mode; train with their dropout on
     if cfg.text and "text" in net.encoders and cfg.text.freeze_word_embeddings:
@@ -128,9 +136,10 @@ def train(
         if emb is not None and hasattr(emb, "word_embeddings"):
             emb.word_embeddings.weight.requires_grad_(False)
     pair_mode = cfg.text.text_pair_mode
-    bs = cfg.env.batch_size
+    world = scale.world_size
+    bs = -(-cfg.env.batch_size // world)
     train_lengths = train_enc.lengths(pair_mode)
-    sampler = LengthBuckets(train_lengths, bs, shuffle=True, seed=seed)
+    sampler = LengthBuckets(train_lengths, bs, shuffle=True, seed=seed, rank=rank, world=world)
     loader = torch.utils.data.DataLoader(
         range(train_enc.n), batch_sampler=sampler, collate_fn=make_collator(train_enc, train=True), num_workers=0
     )
@@ -141,8 +150,13 @@ def train(
         y_val = y_val.astype(np.float64) * schema.label_std + schema.label_mean
 
     def evaluate() -> tuple[float, float]:
-        raw = raw_outputs(net, val_collator, val_lengths, cfg.env.eval_batch_size)
-        return score(metric, y_val, to_predictions(schema, raw)), validation_loss(schema, raw, val_enc.labels)
+        # Rank 0 scores the whole holdout; the others take its numbers (same weights on all).
+        s, loss = math.nan, math.nan
+        if rank == 0:
+            raw = raw_outputs(net, val_collator, val_lengths, cfg.env.eval_batch_size)
+            s, loss = score(metric, y_val, to_predictions(schema, raw)), validation_loss(schema, raw, val_enc.labels)
+        s, loss = broadcast_floats([s, loss])
+        return s, loss
 
     validator: Validator
 
@@ -177,22 +191,24 @@ def train(
         emit=emit,
     )
 
-    if resume_from is None and fresh_head and net.fusion is None and cfg.optim.head_init_rows > 0:
+    # On several ranks only rank 0 fits the head: DDP starts every rank from rank 0's weights.
+    if resume_from is None and fresh_head and net.fusion is None and cfg.optim.head_init_rows > 0 and rank == 0:
         probe = fit_linear_head(
             net, train_enc, make_collator(train_enc, train=False), train_lengths,
             regression=schema.problem_type == "regression", rows=cfg.optim.head_init_rows,
             batch_size=cfg.env.eval_batch_size, seed=seed,
         )
         emit({"kind": "state", "state": "head_initialized", **probe})
-    progress = Progress(emit, budget, bs)
+    progress = Progress(emit, budget, world)
     schedule = BudgetSchedule(budget, steps_per_epoch * cfg.optim.max_epochs, cfg.optim.warmup_steps)
     callbacks: list[L.Callback] = [budget, schedule, validator, progress]
     backbones = [net.encoders[k] for k in ("text", "image") if k in net.encoders]
-    if cfg.optim.linear_probe_frac > 0 and backbones and net.fusion is not None:
+    probing = cfg.optim.linear_probe_frac > 0 and bool(backbones) and net.fusion is not None
+    if probing:
         callbacks.insert(2, LinearProbe(backbones, schedule, cfg.optim.linear_probe_frac))
     trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
+        # frozen backbones take no gradient during the probe: DDP must not wait for theirs
+        **scale.trainer_args(find_unused_parameters=probing),
         max_epochs=cfg.optim.max_epochs,
         logger=False,
         enable_checkpointing=False,
@@ -215,6 +231,7 @@ def train(
         else "max_epochs"
     )
     final_score, averaged = validator.soup(lit, cfg.optim.top_k_average_method)
+    net.cpu()
     return RunResult(
         best_score=final_score,
         averaged_steps=averaged,

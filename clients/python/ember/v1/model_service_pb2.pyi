@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FitOptions(_message.Message):
-    __slots__ = ("label", "problem_type", "eval_metric", "time_limit_s", "hyperparameters", "seed", "column_types")
+    __slots__ = ("label", "problem_type", "eval_metric", "time_limit_s", "hyperparameters", "seed", "column_types", "scale")
     class HyperparametersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,7 @@ class FitOptions(_message.Message):
     HYPERPARAMETERS_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     COLUMN_TYPES_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
     label: str
     problem_type: str
     eval_metric: str
@@ -39,7 +40,18 @@ class FitOptions(_message.Message):
     hyperparameters: _containers.ScalarMap[str, str]
     seed: int
     column_types: _containers.ScalarMap[str, str]
-    def __init__(self, label: _Optional[str] = ..., problem_type: _Optional[str] = ..., eval_metric: _Optional[str] = ..., time_limit_s: _Optional[float] = ..., hyperparameters: _Optional[_Mapping[str, str]] = ..., seed: _Optional[int] = ..., column_types: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    scale: ScaleOptions
+    def __init__(self, label: _Optional[str] = ..., problem_type: _Optional[str] = ..., eval_metric: _Optional[str] = ..., time_limit_s: _Optional[float] = ..., hyperparameters: _Optional[_Mapping[str, str]] = ..., seed: _Optional[int] = ..., column_types: _Optional[_Mapping[str, str]] = ..., scale: _Optional[_Union[ScaleOptions, _Mapping]] = ...) -> None: ...
+
+class ScaleOptions(_message.Message):
+    __slots__ = ("devices", "num_nodes", "strategy")
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    NUM_NODES_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    devices: int
+    num_nodes: int
+    strategy: str
+    def __init__(self, devices: _Optional[int] = ..., num_nodes: _Optional[int] = ..., strategy: _Optional[str] = ...) -> None: ...
 
 class FitRequest(_message.Message):
     __slots__ = ("model_name", "train_data", "tuning_data", "options")
@@ -60,14 +72,16 @@ class FitResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[_job_pb2.Job, _Mapping]] = ...) -> None: ...
 
 class ResumeRequest(_message.Message):
-    __slots__ = ("model_name", "train_data", "tuning_data")
+    __slots__ = ("model_name", "train_data", "tuning_data", "scale")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     TRAIN_DATA_FIELD_NUMBER: _ClassVar[int]
     TUNING_DATA_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     train_data: _table_pb2.TableData
     tuning_data: _table_pb2.TableData
-    def __init__(self, model_name: _Optional[str] = ..., train_data: _Optional[_Union[_table_pb2.TableData, _Mapping]] = ..., tuning_data: _Optional[_Union[_table_pb2.TableData, _Mapping]] = ...) -> None: ...
+    scale: ScaleOptions
+    def __init__(self, model_name: _Optional[str] = ..., train_data: _Optional[_Union[_table_pb2.TableData, _Mapping]] = ..., tuning_data: _Optional[_Union[_table_pb2.TableData, _Mapping]] = ..., scale: _Optional[_Union[ScaleOptions, _Mapping]] = ...) -> None: ...
 
 class ResumeResponse(_message.Message):
     __slots__ = ("job",)

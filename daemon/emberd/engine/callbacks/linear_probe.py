@@ -29,7 +29,7 @@ class LinearProbe(L.Callback):
             self.frozen = frozen
 
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
-        self._set(self.schedule.progress(trainer.global_step) < self.fraction)
+        self._set(self.schedule.now < self.fraction)  # BudgetSchedule runs first: this step's progress
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._set(False)

@@ -1,5 +1,6 @@
 """Progress events (step, epoch, loss, samples/s, ETA) at most once a second, to a sink:
-the daemon relays them to WatchJob; in process they go to the log."""
+the daemon relays them to WatchJob; in process they go to the log. On several ranks the
+samples are counted for the whole group (each rank's batch times the ranks)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,16 @@ from .time_budget import TimeBudget
 
 
 class Progress(L.Callback):
-    def __init__(self, emit: Callable[[dict[str, Any]], None], budget: TimeBudget, batch_size: int) -> None:
+    def __init__(self, emit: Callable[[dict[str, Any]], None], budget: TimeBudget, world: int = 1) -> None:
         self.emit = emit
         self.budget = budget
-        self.batch_size = batch_size
+        self.world = world
         self._last = 0.0
         self.samples = 0
         self._t0 = time.monotonic()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self.samples += len(batch["rows"])
+        self.samples += len(batch["rows"]) * self.world
         now = time.monotonic()
         if now - self._last < 1.0:
             return

@@ -3,7 +3,8 @@
 ``elapsed`` counts everything since ``fit()`` was called (preprocessing, training,
 validation, checkpoint writes), plus what the interrupted run had spent before its last
 checkpoint. Training stops when the time left would not cover one more step, the final
-validation and writing the model."""
+validation and writing the model. On several ranks rank 0's clock decides for all of them,
+so every rank stops after the same step."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import time
 from typing import Any, Callable
 
 import lightning as L
+
+from ..distributed import from_rank0
 
 
 class TimeBudget(L.Callback):
@@ -45,7 +48,7 @@ class TimeBudget(L.Callback):
         self._batches += 1
         if self._batches > 2:  # the first steps pay one-off warm-up costs: not a step's time
             self.step_s = dt if self.step_s is None else 0.8 * self.step_s + 0.2 * dt
-        if self.out_of_time():
+        if from_rank0(self.out_of_time()):
             trainer.should_stop = True
 
     def state_dict(self) -> dict[str, Any]:

@@ -2,7 +2,11 @@
 at the end): keeps the top-k weights by the eval metric (ties: lower validation loss),
 writes ``last.ckpt`` atomically at most every ``checkpoint_interval_s``, stops early on
 patience, and at the end averages the top-k greedily (AutoMM's greedy soup: a checkpoint
-joins the average only if the average scores at least as well)."""
+joins the average only if the average scores at least as well).
+
+On several ranks every rank runs this callback: the scores come from rank 0 (see
+``training.train``), so all ranks keep the same snapshots and take the same decisions;
+whether to checkpoint is rank 0's call, and Lightning writes the file on rank 0 only."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Any, Callable
 
 import lightning as L
 
+from ..distributed import from_rank0
 from .time_budget import TimeBudget
 
 Evaluate = Callable[[], tuple[float, float]]
@@ -84,11 +89,13 @@ class Validator(L.Callback):
 
     def maybe_checkpoint(self, trainer: L.Trainer) -> None:
         now = self.budget.elapsed()
-        if self.last_ckpt_at is not None and now - self.last_ckpt_at < self.checkpoint_interval_s:
-            return
         remaining = self.budget.remaining()
-        if remaining is not None and remaining < 2 * self.checkpoint_interval_s / 3:
-            return  # the run is about to end; its result is the model version, not a checkpoint
+        due = (self.last_ckpt_at is None or now - self.last_ckpt_at >= self.checkpoint_interval_s) and not (
+            # the run is about to end; its result is the model version, not a checkpoint
+            remaining is not None and remaining < 2 * self.checkpoint_interval_s / 3
+        )
+        if not from_rank0(due):
+            return
         self.last_ckpt_at = now
         trainer.save_checkpoint(self.checkpoint_path, weights_only=False)
         self.emit({"kind": "checkpoint", "step": trainer.global_step, "path": str(self.checkpoint_path)})
