@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     for p in (sub.choices["fit"], sub.choices["transfer"], r):
         p.add_argument("--devices", type=int, default=0, help="train on this many processes (Lightning DDP; gloo on CPU, NCCL on GPU)")
         p.add_argument("--num-nodes", type=int, default=0, help="machines (beyond one: torchrun or SLURM starts the ranks)")
-        p.add_argument("--strategy", default="", help="'ddp' (the default beyond one process) or 'ddp_find_unused_parameters_true'")
+        p.add_argument("--strategy", default="", help="'ddp' (the default beyond one process)")
     d = sub.add_parser("dump"); d.add_argument("model"); d.add_argument("dest")
     e = sub.add_parser("export"); e.add_argument("model"); e.add_argument("dest")
     e.add_argument("--backbones", action="store_true", help="also export each backbone alone")

@@ -25,7 +25,7 @@ from .errors import FailedPrecondition, InvalidArgument
 
 __all__ = ["Scale", "SCALE_KEYS", "split_scale", "launched_rank", "local_world_size", "from_rank0", "broadcast_floats", "params_digest"]
 
-STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
+STRATEGIES = ("auto", "ddp")
 
 # AutoMM's spelling of the scale-out hyperparameters (kept out of the model's saved Config:
 # they describe one fit, not the model, and a continued fit or resume may change them).
@@ -36,7 +36,7 @@ SCALE_KEYS = {"env.num_gpus": "num_gpus", "env.devices": "devices", "env.num_nod
 class Scale:
     devices: int = 1  # processes per node (ranks); on GPU one per GPU
     num_nodes: int = 1  # machines; beyond one, torchrun or SLURM starts the ranks
-    strategy: str = "auto"  # "auto" (one process; "ddp" beyond), "ddp", "ddp_find_unused_parameters_true"
+    strategy: str = "auto"  # "auto" (one process; "ddp" beyond) or "ddp"
     accelerator: str = "cpu"  # "cpu" (gloo) or "gpu" (NCCL)
 
     @property
@@ -78,15 +78,19 @@ class Scale:
         gpus = self.devices if self.accelerator == "gpu" else 0
         return {"env.num_gpus": gpus, "env.devices": self.devices, "env.num_nodes": self.num_nodes, "env.strategy": self.strategy}
 
-    def trainer_args(self, *, find_unused_parameters: bool) -> dict[str, Any]:
-        """``accelerator``, ``devices``, ``num_nodes`` and ``strategy`` for ``L.Trainer``."""
+    def trainer_args(self) -> dict[str, Any]:
+        """``accelerator``, ``devices``, ``num_nodes`` and ``strategy`` for ``L.Trainer``.
+
+        DDP looks for parameters without a gradient at each step: a text backbone's pooler
+        never gets one, nor do the backbones while the linear probe has them frozen (a
+        parameter no rank uses keeps ``grad=None``, so AdamW leaves it alone)."""
         if self.world_size == 1 and self.strategy == "auto":
             return {"accelerator": self.accelerator, "devices": 1, "num_nodes": 1, "strategy": "auto"}
         from lightning.pytorch.strategies import DDPStrategy
 
         strategy = DDPStrategy(
             process_group_backend="nccl" if self.accelerator == "gpu" else "gloo",
-            find_unused_parameters=find_unused_parameters or self.strategy == "ddp_find_unused_parameters_true",
+            find_unused_parameters=True,
         )
         return {"accelerator": self.accelerator, "devices": self.devices, "num_nodes": self.num_nodes, "strategy": strategy}
 

@@ -203,12 +203,10 @@ def train(
     schedule = BudgetSchedule(budget, steps_per_epoch * cfg.optim.max_epochs, cfg.optim.warmup_steps)
     callbacks: list[L.Callback] = [budget, schedule, validator, progress]
     backbones = [net.encoders[k] for k in ("text", "image") if k in net.encoders]
-    probing = cfg.optim.linear_probe_frac > 0 and bool(backbones) and net.fusion is not None
-    if probing:
+    if cfg.optim.linear_probe_frac > 0 and backbones and net.fusion is not None:
         callbacks.insert(2, LinearProbe(backbones, schedule, cfg.optim.linear_probe_frac))
     trainer = L.Trainer(
-        # frozen backbones take no gradient during the probe: DDP must not wait for theirs
-        **scale.trainer_args(find_unused_parameters=probing),
+        **scale.trainer_args(),
         max_epochs=cfg.optim.max_epochs,
         logger=False,
         enable_checkpointing=False,
