@@ -4,6 +4,8 @@ refusals (fast), and jobs whose ranks the daemon starts as separate processes (s
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import grpc
 import numpy as np
@@ -186,3 +188,25 @@ def test_killing_one_rank_interrupts_the_job_and_resume_finishes_on_both(slow_cl
     assert set(ranks) == {0, 1} and ranks[0]["params_sha256"] == ranks[1]["params_sha256"]
     assert c.get_model("killed").current_version == 1
     assert c.evaluate("killed", tabular(seed=8))["acc"] > 0.7
+
+
+@pytest.mark.slow
+def test_the_worker_joins_a_group_that_torchrun_started(tmp_path):
+    """The multi-node entry point: torchrun starts the ranks (here two on one machine; on
+    several, the same command with --nnodes/--node-rank/--rdzv-endpoint on each)."""
+    tabular().to_parquet(tmp_path / "train.parquet")
+    spec = {"kind": "FIT", "model_dir": str(tmp_path / "m"), "train_path": str(tmp_path / "train.parquet"), "label": "label",
+            "time_limit": 30, "hyperparameters": {"optim.max_epochs": 3, "env.devices": 2}, "seed": 0, "continued": False}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "emberd.worker", str(tmp_path / "spec.json")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    notes = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert any(n.get("state") == "succeeded" and n["version"] == 1 for n in notes)
+    ranks = _rank_reports([n for n in notes if n.get("kind") == "state"])
+    assert set(ranks) == {0, 1} and ranks[0]["params_sha256"] == ranks[1]["params_sha256"]
+    loaded = Predictor.load(tmp_path / "m")
+    assert params_digest(loaded._model.net) == ranks[0]["params_sha256"]
+    assert loaded.evaluate(tabular(seed=3))["acc"] > 0.7
