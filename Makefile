@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) bench/train_throughput.py
 	$(PY) bench/budget_curve.py
 	$(PY) bench/daemon_latency.py
+	$(PY) bench/ddp_throughput.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

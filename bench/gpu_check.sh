@@ -43,4 +43,9 @@ set -e
 
 echo "== timings on the GPU"
 "$PY" bench/kernels.py --device cuda --quick --plot "$OUTDIR/kernels_cuda.png" | tee "$OUTDIR/gpu_bench.txt"
+
+echo "== DDP training samples/s per GPU (needs ../shared/data; does not change the exit code)"
+ngpu=$("$PY" -c "import torch; print(torch.cuda.device_count())")
+"$PY" bench/ddp_throughput.py --gpus --devices $(seq -s ' ' 1 "$ngpu") --rows 2000 2>"$OUTDIR/gpu_ddp.log" | tee "$OUTDIR/gpu_ddp.txt" \
+  || tail -n 20 "$OUTDIR/gpu_ddp.log"
 exit "$tests_rc"

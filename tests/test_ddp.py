@@ -210,3 +210,15 @@ def test_the_worker_joins_a_group_that_torchrun_started(tmp_path):
     loaded = Predictor.load(tmp_path / "m")
     assert params_digest(loaded._model.net) == ranks[0]["params_sha256"]
     assert loaded.evaluate(tabular(seed=3))["acc"] > 0.7
+
+
+def test_a_daemon_indexes_the_models_written_into_its_root_without_it(tmp_path):
+    """What a multi-node fit leaves: a finished predictor folder the registry never saw."""
+    Predictor(label="label", path=tmp_path / "root" / "models" / "outside").fit(tabular(), hyperparameters={"optim.max_epochs": 1})
+    d = create_server(Settings(port=0, root=str(tmp_path / "root")))
+    try:
+        with Client(f"127.0.0.1:{d.port}") as c:
+            assert c.get_model("outside").current_version == 1
+            assert c.evaluate("outside", tabular(seed=3))["acc"] > 0.6
+    finally:
+        d.stop(1)

@@ -125,6 +125,7 @@ class Ember:
         self._exports = threading.Semaphore(1)  # one export at a time: tracing takes a few GiB
 
     def start(self) -> None:
+        self._adopt_models()
         for row in self.registry.models():
             self.sync_versions(row["name"])
         self.jobs.start()
@@ -171,6 +172,16 @@ class Ember:
                 forgetting_before=forgetting.get("before"),
                 forgetting_after=forgetting.get("after"),
             )
+
+    def _adopt_models(self) -> None:
+        """Index the finished predictor folders under ``models/`` that the registry lacks:
+        those a multi-node fit (torchrun or SLURM running ``python -m emberd.worker``) wrote
+        into this root on a shared filesystem while no daemon job covered them."""
+        for d in sorted(self.models_dir.iterdir()):
+            if NAME.match(d.name) and (d / "predictor.json").exists() and self.registry.model(d.name) is None:
+                meta = ModelStore(d).meta()
+                if meta.get("current_version"):
+                    self.registry.upsert_model(d.name, meta["label"], meta["problem_type"], meta["eval_metric"])
 
     def _record_success(self, job: JobRow, result: dict[str, Any]) -> None:
         meta = self._store(job.model_name).meta()
