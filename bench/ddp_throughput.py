@@ -9,8 +9,10 @@ Runs alternate between the settings so that machine load hits them alike.
     python bench/ddp_throughput.py [--rows 400] [--devices 1 2] [--repeats 1] [--gpus]
 
 With ``--gpus`` each setting is a number of GPUs (``env.num_gpus``) and the table adds the
-rate per GPU. On a shared CPU machine the ranks share its cores (each gets cores / ranks
-threads), so the ratio shows what DDP costs or gains there, not on separate machines.
+rate per GPU. On CPU the ranks share the machine's cores (each gets cores / ranks threads),
+so the table also runs one process on one thread: on a loaded machine one process on all
+cores can be far slower than that (threads wait for each other), which is then most of
+what two single-threaded ranks gain.
 """
 
 from __future__ import annotations
@@ -38,31 +40,34 @@ def main() -> None:
     train = datasets.sst2("train").sample(n=args.rows, random_state=0).reset_index(drop=True)
     tuning = datasets.sst2("dev").iloc[:32]
     hp = {"optim.max_epochs": 1, "optim.val_check_interval": 1.0, "optim.head_init_rows": 64}
-    rates: dict[int, list[float]] = {d: [] for d in args.devices}
+    # (processes, threads per process; 0 = cores / processes)
+    settings = [(d, 0) for d in args.devices] + ([] if args.gpus else [(1, 1)])
+    rates: dict[tuple[int, int], list[float]] = {s: [] for s in settings}
     with tempfile.TemporaryDirectory(prefix="ember-ddp-bench-") as tmp:
         root = Path(tmp) / "root"
         server = create_server(Settings(port=0, root=str(root)))
         try:
             with Client(f"127.0.0.1:{server.port}") as c:
                 for r in range(args.repeats):
-                    for d in args.devices:
-                        name = f"bench-{d}-{r}"
-                        scale = {"hyperparameters": {**hp, "env.num_gpus": d}} if args.gpus else {"hyperparameters": hp, "devices": d}
+                    for d, threads in settings:
+                        name = f"bench-{d}-{threads}-{r}"
+                        run_hp = {**hp, "env.num_threads": threads}
+                        scale = {"hyperparameters": {**run_hp, "env.num_gpus": d}} if args.gpus else {"hyperparameters": run_hp, "devices": d}
                         job = c.wait(c.fit(name, train, tuning, label="label", **scale), progress=False)
                         if job.state != job_pb2.JOB_STATE_SUCCEEDED:
                             raise SystemExit(f"{name}: {job_pb2.JobState.Name(job.state)} {job.error}")
                         metrics = read_json(ModelStore(root / "models" / name).version_dir(job.version) / "metrics.json")
-                        rates[d].append(metrics["samples_per_s"])
+                        rates[(d, threads)].append(metrics["samples_per_s"])
         finally:
             server.stop(1)
-    base = max(rates[args.devices[0]])
+    base = max(rates[settings[0]])
     unit = "GPUs" if args.gpus else "processes"
     print(f"SST-2, {args.rows} rows, 1 epoch, global batch 32, best of {args.repeats}")
-    print(f"| {unit} | samples/s | per {unit[:-1] if args.gpus else 'process'} | ratio vs {args.devices[0]} |")
-    print("| ---: | ---: | ---: | ---: |")
-    for d in args.devices:
-        best = max(rates[d])
-        print(f"| {d} | {best:.1f} | {best / d:.1f} | {best / base:.2f} |")
+    print(f"| {unit} | threads each | samples/s | per {unit[:-1] if args.gpus else 'process'} | ratio vs first row |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for d, threads in settings:
+        best = max(rates[(d, threads)])
+        print(f"| {d} | {threads or 'cores / processes'} | {best:.1f} | {best / d:.1f} | {best / base:.2f} |")
 
 
 if __name__ == "__main__":
