@@ -27,7 +27,7 @@ from ember.v1 import model_pb2 as ember_dot_v1_dot_model__pb2
 from ember.v1 import table_pb2 as ember_dot_v1_dot_table__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65mber/v1/model_service.proto\x12\x08\x65mber.v1\x1a\x12\x65mber/v1/job.proto\x1a\x14\x65mber/v1/model.proto\x1a\x14\x65mber/v1/table.proto\"\xd7\x02\n\nFitOptions\x12\r\n\x05label\x18\x01 \x01(\t\x12\x14\n\x0cproblem_type\x18\x02 \x01(\t\x12\x13\n\x0b\x65val_metric\x18\x03 \x01(\t\x12\x14\n\x0ctime_limit_s\x18\x04 \x01(\x01\x12\x42\n\x0fhyperparameters\x18\x05 \x03(\x0b\x32).ember.v1.FitOptions.HyperparametersEntry\x12\x0c\n\x04seed\x18\x06 \x01(\x03\x12;\n\x0c\x63olumn_types\x18\x07 \x03(\x0b\x32%.ember.v1.FitOptions.ColumnTypesEntry\x1a\x36\n\x14HyperparametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x43olumnTypesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9a\x01\n\nFitRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\'\n\ntrain_data\x18\x02 \x01(\x0b\x32\x13.ember.v1.TableData\x12(\n\x0btuning_data\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\x12%\n\x07options\x18\x04 \x01(\x0b\x32\x14.ember.v1.FitOptions\")\n\x0b\x46itResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.ember.v1.Job\"v\n\rResumeRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\'\n\ntrain_data\x18\x02 \x01(\x0b\x32\x13.ember.v1.TableData\x12(\n\x0btuning_data\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\",\n\x0eResumeResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.ember.v1.Job\"\xb9\x01\n\x0fTransferRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\'\n\ntrain_data\x18\x02 \x01(\x0b\x32\x13.ember.v1.TableData\x12(\n\x0btuning_data\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\x12%\n\x07options\x18\x04 \x01(\x0b\x32\x14.ember.v1.FitOptions\x12\x18\n\x10\x64ump_artifact_id\x18\x05 \x01(\t\".\n\x10TransferResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.ember.v1.Job\"z\n\x08\x41rtifact\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\r\n\x05\x66iles\x18\x05 \x03(\t\x12\x0c\n\x04path\x18\x06 \x01(\t\x12\x12\n\nsize_bytes\x18\x07 \x01(\x03\"2\n\x0b\x44umpRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"4\n\x0c\x44umpResponse\x12$\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x12.ember.v1.Artifact\"4\n\rExportRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"6\n\x0e\x45xportResponse\x12$\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x12.ember.v1.Artifact\"t\n\x0ePredictRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12!\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\x12\x1a\n\x12with_probabilities\x18\x04 \x01(\x08\"j\n\x0fPredictResponse\x12\x0e\n\x06labels\x18\x01 \x03(\t\x12\x0e\n\x06values\x18\x02 \x03(\x01\x12\x0f\n\x07\x63lasses\x18\x03 \x03(\t\x12\x15\n\rprobabilities\x18\x04 \x03(\x02\x12\x0f\n\x07version\x18\x05 \x01(\x03\"j\n\x0f\x45valuateRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12!\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\x12\x0f\n\x07metrics\x18\x04 \x03(\t\"\x8a\x01\n\x10\x45valuateResponse\x12\x36\n\x06scores\x18\x01 \x03(\x0b\x32&.ember.v1.EvaluateResponse.ScoresEntry\x12\x0f\n\x07version\x18\x02 \x01(\x03\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"V\n\x0c\x45mbedRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12!\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\",\n\rEmbedResponse\x12\x0b\n\x03\x64im\x18\x01 \x01(\x03\x12\x0e\n\x06values\x18\x02 \x03(\x02\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"2\n\x10GetModelResponse\x12\x1e\n\x05model\x18\x01 \x01(\x0b\x32\x0f.ember.v1.Model\"\x13\n\x11ListModelsRequest\"5\n\x12ListModelsResponse\x12\x1f\n\x06models\x18\x01 \x03(\x0b\x32\x0f.ember.v1.Model\"\"\n\x12\x44\x65leteModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteModelResponse\"\x17\n\x15GetServerStatsRequest\"\x9c\x01\n\x16GetServerStatsResponse\x12\x12\n\ncache_hits\x18\x01 \x01(\x03\x12\x14\n\x0c\x63\x61\x63he_misses\x18\x02 \x01(\x03\x12\x17\n\x0f\x63\x61\x63he_evictions\x18\x03 \x01(\x03\x12\x13\n\x0b\x63\x61\x63he_bytes\x18\x04 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_budget_bytes\x18\x05 \x01(\x03\x12\x0e\n\x06\x63\x61\x63hed\x18\x06 \x03(\t2\xa0\x06\n\x0cModelService\x12\x32\n\x03\x46it\x12\x14.ember.v1.FitRequest\x1a\x15.ember.v1.FitResponse\x12;\n\x06Resume\x12\x17.ember.v1.ResumeRequest\x1a\x18.ember.v1.ResumeResponse\x12\x41\n\x08Transfer\x12\x19.ember.v1.TransferRequest\x1a\x1a.ember.v1.TransferResponse\x12\x35\n\x04\x44ump\x12\x15.ember.v1.DumpRequest\x1a\x16.ember.v1.DumpResponse\x12;\n\x06\x45xport\x12\x17.ember.v1.ExportRequest\x1a\x18.ember.v1.ExportResponse\x12>\n\x07Predict\x12\x18.ember.v1.PredictRequest\x1a\x19.ember.v1.PredictResponse\x12\x41\n\x08\x45valuate\x12\x19.ember.v1.EvaluateRequest\x1a\x1a.ember.v1.EvaluateResponse\x12\x38\n\x05\x45mbed\x12\x16.ember.v1.EmbedRequest\x1a\x17.ember.v1.EmbedResponse\x12\x41\n\x08GetModel\x12\x19.ember.v1.GetModelRequest\x1a\x1a.ember.v1.GetModelResponse\x12G\n\nListModels\x12\x1b.ember.v1.ListModelsRequest\x1a\x1c.ember.v1.ListModelsResponse\x12J\n\x0b\x44\x65leteModel\x12\x1c.ember.v1.DeleteModelRequest\x1a\x1d.ember.v1.DeleteModelResponse\x12S\n\x0eGetServerStats\x12\x1f.ember.v1.GetServerStatsRequest\x1a .ember.v1.GetServerStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65mber/v1/model_service.proto\x12\x08\x65mber.v1\x1a\x12\x65mber/v1/job.proto\x1a\x14\x65mber/v1/model.proto\x1a\x14\x65mber/v1/table.proto\"\xd7\x02\n\nFitOptions\x12\r\n\x05label\x18\x01 \x01(\t\x12\x14\n\x0cproblem_type\x18\x02 \x01(\t\x12\x13\n\x0b\x65val_metric\x18\x03 \x01(\t\x12\x14\n\x0ctime_limit_s\x18\x04 \x01(\x01\x12\x42\n\x0fhyperparameters\x18\x05 \x03(\x0b\x32).ember.v1.FitOptions.HyperparametersEntry\x12\x0c\n\x04seed\x18\x06 \x01(\x03\x12;\n\x0c\x63olumn_types\x18\x07 \x03(\x0b\x32%.ember.v1.FitOptions.ColumnTypesEntry\x1a\x36\n\x14HyperparametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x43olumnTypesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9a\x01\n\nFitRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\'\n\ntrain_data\x18\x02 \x01(\x0b\x32\x13.ember.v1.TableData\x12(\n\x0btuning_data\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\x12%\n\x07options\x18\x04 \x01(\x0b\x32\x14.ember.v1.FitOptions\")\n\x0b\x46itResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.ember.v1.Job\"v\n\rResumeRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\'\n\ntrain_data\x18\x02 \x01(\x0b\x32\x13.ember.v1.TableData\x12(\n\x0btuning_data\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\",\n\x0eResumeResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.ember.v1.Job\"\xb9\x01\n\x0fTransferRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\'\n\ntrain_data\x18\x02 \x01(\x0b\x32\x13.ember.v1.TableData\x12(\n\x0btuning_data\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\x12%\n\x07options\x18\x04 \x01(\x0b\x32\x14.ember.v1.FitOptions\x12\x18\n\x10\x64ump_artifact_id\x18\x05 \x01(\t\".\n\x10TransferResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.ember.v1.Job\"z\n\x08\x41rtifact\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\r\n\x05\x66iles\x18\x05 \x03(\t\x12\x0c\n\x04path\x18\x06 \x01(\t\x12\x12\n\nsize_bytes\x18\x07 \x01(\x03\"2\n\x0b\x44umpRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"4\n\x0c\x44umpResponse\x12$\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x12.ember.v1.Artifact\"4\n\rExportRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"6\n\x0e\x45xportResponse\x12$\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x12.ember.v1.Artifact\"t\n\x0ePredictRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12!\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\x12\x1a\n\x12with_probabilities\x18\x04 \x01(\x08\"\x99\x01\n\x0fPredictResponse\x12\x0e\n\x06labels\x18\x01 \x03(\t\x12\x0e\n\x06values\x18\x02 \x03(\x01\x12\x0f\n\x07\x63lasses\x18\x03 \x03(\t\x12\x15\n\rprobabilities\x18\x04 \x03(\x02\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12-\n\ndetections\x18\x06 \x03(\x0b\x32\x19.ember.v1.ImageDetections\"7\n\x0fImageDetections\x12$\n\x05\x62oxes\x18\x01 \x03(\x0b\x32\x15.ember.v1.DetectedBox\"[\n\x0b\x44\x65tectedBox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\x12\r\n\x05score\x18\x05 \x01(\x02\x12\r\n\x05label\x18\x06 \x01(\t\"j\n\x0f\x45valuateRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12!\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\x12\x0f\n\x07metrics\x18\x04 \x03(\t\"\x8a\x01\n\x10\x45valuateResponse\x12\x36\n\x06scores\x18\x01 \x03(\x0b\x32&.ember.v1.EvaluateResponse.ScoresEntry\x12\x0f\n\x07version\x18\x02 \x01(\x03\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"V\n\x0c\x45mbedRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12!\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x13.ember.v1.TableData\",\n\rEmbedResponse\x12\x0b\n\x03\x64im\x18\x01 \x01(\x03\x12\x0e\n\x06values\x18\x02 \x03(\x02\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"2\n\x10GetModelResponse\x12\x1e\n\x05model\x18\x01 \x01(\x0b\x32\x0f.ember.v1.Model\"\x13\n\x11ListModelsRequest\"5\n\x12ListModelsResponse\x12\x1f\n\x06models\x18\x01 \x03(\x0b\x32\x0f.ember.v1.Model\"\"\n\x12\x44\x65leteModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteModelResponse\"\x17\n\x15GetServerStatsRequest\"\x9c\x01\n\x16GetServerStatsResponse\x12\x12\n\ncache_hits\x18\x01 \x01(\x03\x12\x14\n\x0c\x63\x61\x63he_misses\x18\x02 \x01(\x03\x12\x17\n\x0f\x63\x61\x63he_evictions\x18\x03 \x01(\x03\x12\x13\n\x0b\x63\x61\x63he_bytes\x18\x04 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_budget_bytes\x18\x05 \x01(\x03\x12\x0e\n\x06\x63\x61\x63hed\x18\x06 \x03(\t2\xa0\x06\n\x0cModelService\x12\x32\n\x03\x46it\x12\x14.ember.v1.FitRequest\x1a\x15.ember.v1.FitResponse\x12;\n\x06Resume\x12\x17.ember.v1.ResumeRequest\x1a\x18.ember.v1.ResumeResponse\x12\x41\n\x08Transfer\x12\x19.ember.v1.TransferRequest\x1a\x1a.ember.v1.TransferResponse\x12\x35\n\x04\x44ump\x12\x15.ember.v1.DumpRequest\x1a\x16.ember.v1.DumpResponse\x12;\n\x06\x45xport\x12\x17.ember.v1.ExportRequest\x1a\x18.ember.v1.ExportResponse\x12>\n\x07Predict\x12\x18.ember.v1.PredictRequest\x1a\x19.ember.v1.PredictResponse\x12\x41\n\x08\x45valuate\x12\x19.ember.v1.EvaluateRequest\x1a\x1a.ember.v1.EvaluateResponse\x12\x38\n\x05\x45mbed\x12\x16.ember.v1.EmbedRequest\x1a\x17.ember.v1.EmbedResponse\x12\x41\n\x08GetModel\x12\x19.ember.v1.GetModelRequest\x1a\x1a.ember.v1.GetModelResponse\x12G\n\nListModels\x12\x1b.ember.v1.ListModelsRequest\x1a\x1c.ember.v1.ListModelsResponse\x12J\n\x0b\x44\x65leteModel\x12\x1c.ember.v1.DeleteModelRequest\x1a\x1d.ember.v1.DeleteModelResponse\x12S\n\x0eGetServerStats\x12\x1f.ember.v1.GetServerStatsRequest\x1a .ember.v1.GetServerStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -70,34 +70,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXPORTRESPONSE']._serialized_end=1392
   _globals['_PREDICTREQUEST']._serialized_start=1394
   _globals['_PREDICTREQUEST']._serialized_end=1510
-  _globals['_PREDICTRESPONSE']._serialized_start=1512
-  _globals['_PREDICTRESPONSE']._serialized_end=1618
-  _globals['_EVALUATEREQUEST']._serialized_start=1620
-  _globals['_EVALUATEREQUEST']._serialized_end=1726
-  _globals['_EVALUATERESPONSE']._serialized_start=1729
-  _globals['_EVALUATERESPONSE']._serialized_end=1867
-  _globals['_EVALUATERESPONSE_SCORESENTRY']._serialized_start=1822
-  _globals['_EVALUATERESPONSE_SCORESENTRY']._serialized_end=1867
-  _globals['_EMBEDREQUEST']._serialized_start=1869
-  _globals['_EMBEDREQUEST']._serialized_end=1955
-  _globals['_EMBEDRESPONSE']._serialized_start=1957
-  _globals['_EMBEDRESPONSE']._serialized_end=2001
-  _globals['_GETMODELREQUEST']._serialized_start=2003
-  _globals['_GETMODELREQUEST']._serialized_end=2034
-  _globals['_GETMODELRESPONSE']._serialized_start=2036
-  _globals['_GETMODELRESPONSE']._serialized_end=2086
-  _globals['_LISTMODELSREQUEST']._serialized_start=2088
-  _globals['_LISTMODELSREQUEST']._serialized_end=2107
-  _globals['_LISTMODELSRESPONSE']._serialized_start=2109
-  _globals['_LISTMODELSRESPONSE']._serialized_end=2162
-  _globals['_DELETEMODELREQUEST']._serialized_start=2164
-  _globals['_DELETEMODELREQUEST']._serialized_end=2198
-  _globals['_DELETEMODELRESPONSE']._serialized_start=2200
-  _globals['_DELETEMODELRESPONSE']._serialized_end=2221
-  _globals['_GETSERVERSTATSREQUEST']._serialized_start=2223
-  _globals['_GETSERVERSTATSREQUEST']._serialized_end=2246
-  _globals['_GETSERVERSTATSRESPONSE']._serialized_start=2249
-  _globals['_GETSERVERSTATSRESPONSE']._serialized_end=2405
-  _globals['_MODELSERVICE']._serialized_start=2408
-  _globals['_MODELSERVICE']._serialized_end=3208
+  _globals['_PREDICTRESPONSE']._serialized_start=1513
+  _globals['_PREDICTRESPONSE']._serialized_end=1666
+  _globals['_IMAGEDETECTIONS']._serialized_start=1668
+  _globals['_IMAGEDETECTIONS']._serialized_end=1723
+  _globals['_DETECTEDBOX']._serialized_start=1725
+  _globals['_DETECTEDBOX']._serialized_end=1816
+  _globals['_EVALUATEREQUEST']._serialized_start=1818
+  _globals['_EVALUATEREQUEST']._serialized_end=1924
+  _globals['_EVALUATERESPONSE']._serialized_start=1927
+  _globals['_EVALUATERESPONSE']._serialized_end=2065
+  _globals['_EVALUATERESPONSE_SCORESENTRY']._serialized_start=2020
+  _globals['_EVALUATERESPONSE_SCORESENTRY']._serialized_end=2065
+  _globals['_EMBEDREQUEST']._serialized_start=2067
+  _globals['_EMBEDREQUEST']._serialized_end=2153
+  _globals['_EMBEDRESPONSE']._serialized_start=2155
+  _globals['_EMBEDRESPONSE']._serialized_end=2199
+  _globals['_GETMODELREQUEST']._serialized_start=2201
+  _globals['_GETMODELREQUEST']._serialized_end=2232
+  _globals['_GETMODELRESPONSE']._serialized_start=2234
+  _globals['_GETMODELRESPONSE']._serialized_end=2284
+  _globals['_LISTMODELSREQUEST']._serialized_start=2286
+  _globals['_LISTMODELSREQUEST']._serialized_end=2305
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2307
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2360
+  _globals['_DELETEMODELREQUEST']._serialized_start=2362
+  _globals['_DELETEMODELREQUEST']._serialized_end=2396
+  _globals['_DELETEMODELRESPONSE']._serialized_start=2398
+  _globals['_DELETEMODELRESPONSE']._serialized_end=2419
+  _globals['_GETSERVERSTATSREQUEST']._serialized_start=2421
+  _globals['_GETSERVERSTATSREQUEST']._serialized_end=2444
+  _globals['_GETSERVERSTATSRESPONSE']._serialized_start=2447
+  _globals['_GETSERVERSTATSRESPONSE']._serialized_end=2603
+  _globals['_MODELSERVICE']._serialized_start=2606
+  _globals['_MODELSERVICE']._serialized_end=3406
 # @@protoc_insertion_point(module_scope)
