@@ -4,7 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ember-installed
 
-.PHONY: install demo test bench clean protos lint-protos
+DETECTION := $(VENV)/.ember-detection
+
+.PHONY: install install-detection demo test bench clean protos lint-protos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +17,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The detection extra (mmcv with its compiled ops, mmdet, mmengine, pycocotools): the shared
+# prebuilt mmcv wheel when present, else one built on this machine earlier, else a build
+# from PyPI's source (about 36 minutes on 2 cores, cached in ~/.cache/ember/wheels).
+$(DETECTION): $(STAMP) scripts/install_detection.sh
+	scripts/install_detection.sh $(PY)
+	touch $@
+
+install-detection: $(DETECTION)
 
 demo: $(STAMP)
 	$(PY) -m emberd.demo
@@ -27,7 +38,7 @@ node_modules/.ember-installed: package.json package-lock.json
 lint-protos: node_modules/.ember-installed
 	cd protos && ../node_modules/.bin/buf lint
 
-test: $(STAMP) lint-protos
+test: $(STAMP) $(DETECTION) lint-protos
 	$(PY) -m pytest -ra -v tests
 
 bench: $(STAMP)

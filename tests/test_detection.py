@@ -117,6 +117,13 @@ def test_engine_fit_beats_untrained_reloads_dumps_for_plain_mmdet_and_exports_on
     assert len(found) == 3 and all(isinstance(d["bbox"][0], float) and d["class"] in CLASSES for row in found for d in row)
     again = Predictor.load(tmp_path / "m")
     assert again.predict(test.head(3), as_pandas=False) == found
+    star = train.head(4).copy()
+    star.at[0, "label"] = ["star"] * len(star.at[0, "label"])
+    with pytest.raises(FailedPrecondition, match="star"):
+        again.fit(star)
+    with pytest.raises(FailedPrecondition, match="image_size"):
+        again.fit(train, hyperparameters={"model.mmdet_image.image_size": 96})
+    assert again.version == 1
 
     # The dump loads with plain mmdet (the documented calls) and gives the same raw outputs.
     dump = Path(p.dump_model(tmp_path / "dump")) / "mmdet_image"
@@ -137,17 +144,30 @@ def test_engine_fit_beats_untrained_reloads_dumps_for_plain_mmdet_and_exports_on
     assert diff <= 1e-5
     coco = write_coco(test.head(2), tmp_path / "coco")
     res = inference_detector(plain, str(coco.parent / "images" / "0000.png"))
-    top = res.pred_instances[res.pred_instances.scores.argmax()]
-    assert plain.dataset_meta["classes"][int(top.labels)] == found[0][0]["class"]
-    np.testing.assert_allclose(top.bboxes[0].numpy(), found[0][0]["bbox"], atol=1e-3)
+    top = int(res.pred_instances.scores.argmax())
+    assert plain.dataset_meta["classes"][int(res.pred_instances.labels[top])] == found[0][0]["class"]
+    np.testing.assert_allclose(res.pred_instances.bboxes[top].numpy(), found[0][0]["bbox"], atol=1e-3)
 
     # ONNX up to the raw head outputs, checked with onnxruntime on real rows.
     from emberd.engine.detection.export import export_onnx
 
     manifest = export_onnx(model, tmp_path / "onnx", test.head(4))
-    print(f"onnx: parity {manifest['parity_max_abs_diff']:.2e} on {manifest['parity_rows']} rows")
-    assert manifest["parity_max_abs_diff"] <= 1e-5
+    parity = manifest["parity"]
+    print(f"onnx: onnxruntime vs torch on {parity['rows']} rows: max abs diff {parity['max_abs_diff']:.2e}, max rel diff {parity['max_rel_diff']:.2e}")
+    assert parity["max_rel_diff"] <= 1e-5
     assert manifest["classes"] == list(CLASSES) and manifest["outputs"][0].startswith("cls_score")
+    # Decoding and NMS outside the graph, as the manifest says: the head's predict_by_feat on
+    # onnxruntime's outputs gives Ember's detections.
+    import onnxruntime as ort
+
+    data = model.net.data_preprocessor(model.batch(ds, range(4)), False)
+    outs = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx")).run(manifest["outputs"], {"image": data["inputs"].numpy()})
+    levels = len(manifest["strides"])
+    groups = [[torch.from_numpy(o) for o in outs[k : k + levels]] for k in range(0, len(outs), levels)]
+    decoded = model.net.bbox_head.predict_by_feat(*groups, batch_img_metas=[d.metainfo for d in data["data_samples"]], rescale=True)
+    for got, want in zip(decoded, p.predict(test.head(4), as_pandas=False)):
+        assert len(got.bboxes) == len(want)
+        np.testing.assert_allclose(got.bboxes.numpy(), np.array([d["bbox"] for d in want]).reshape(-1, 4), atol=1e-2)
 
 
 # ---- slow: through the daemon ----------------------------------------------------------------
@@ -187,9 +207,12 @@ def test_daemon_detection_workflow(tmp_path):
         with pytest.raises(Exception, match="star"):
             c.fit(p.model_name, star, label="label", hyperparameters=HP)
 
-        # Dump, then Transfer to a new class set from the dumped detector.
+        # Dump, Export (ONNX up to the raw head outputs), then Transfer to a new class set.
         dump = Path(p.dump_model(tmp_path / "dump"))
         assert (dump / "mmdet_image" / "model.safetensors").exists()
+        c.download(c.export(p.model_name).id, tmp_path / "onnx")
+        manifest = json.loads((tmp_path / "onnx" / "manifest.json").read_text())
+        assert (tmp_path / "onnx" / "model.onnx").exists() and manifest["parity"]["max_rel_diff"] <= 1e-5
         two = ("circle", "triangle")
         t = MultiModalPredictor(label="label", path=tmp_path / "two", client=c, verbosity=0)
         t.fit(shapes_frame(100, seed=4, classes=two), time_limit=25,

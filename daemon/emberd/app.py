@@ -276,20 +276,30 @@ class Ember:
         entry, v = self.warm(name, version)
         from .engine.dump import dump_backbones
 
+        return self._artifact("dump", name, v, entry, lambda folder: dump_backbones(entry.predictor._require_model(), folder))
+
+    def export(self, name: str, version: int) -> Any:
+        entry, v = self.warm(name, version)
+        if entry.predictor.problem_type != "object_detection":
+            raise Unsupported("ONNX export is available for detectors only in this daemon yet; Dump gives the backbones in their own formats")
+        from .engine.detection.export import export_onnx
+
+        rows = pd.read_parquet(self._store(name).version_dir(v) / "val.parquet").head(8)  # real rows for the parity check
+        return self._artifact("export", name, v, entry, lambda folder: export_onnx(entry.predictor._require_model(), folder, rows))
+
+    def _artifact(self, kind: str, name: str, version: int, entry: Entry, write: Any) -> Any:
+        """Have ``write`` fill a staging folder (under the version's lock), then publish it
+        as an artifact in one rename."""
         art_id = uuid.uuid4().hex
         staging = fresh_staging_dir(self.artifacts_dir, art_id)
         with entry.lock:
-            dump_backbones(entry.predictor._require_model(), staging)
+            write(staging)
         final = self.artifacts_dir / art_id
         staging.rename(final)
         files = sorted(str(p.relative_to(final)) for p in final.rglob("*") if p.is_file())
         size = sum((final / f).stat().st_size for f in files)
-        self.registry.add_artifact(art_id, "dump", name, v, str(final), files, size)
+        self.registry.add_artifact(art_id, kind, name, version, str(final), files, size)
         return self.registry.artifact(art_id)
-
-    def export(self, name: str, version: int) -> Any:
-        self.warm(name, version)
-        raise Unsupported("ONNX export is not available in this daemon yet; Dump gives the backbones in their own formats")
 
     def artifact(self, id: str) -> Any:
         row = self.registry.artifact(id)
