@@ -23,6 +23,7 @@ import torch
 
 from emberd.engine import FailedPrecondition, InvalidArgument, Predictor
 from emberd.engine.config import Config
+from emberd.engine.data import load_table
 from emberd.engine.detection.data import detection_schema, load_coco
 from emberd.engine.detection.evaluation import coco_map
 from emberd.engine.detection.model import DetectionModel
@@ -47,6 +48,7 @@ def untrained_map(schema, test: pd.DataFrame, seed: int = 0, hp: dict | None = N
 def test_coco_annotations_read_as_the_frame_form(tmp_path):
     frame = shapes_frame(6, seed=5)
     coco = load_coco(write_coco(frame, tmp_path))
+    pd.testing.assert_frame_equal(load_table(tmp_path / "annotations.json"), coco)
     assert list(coco.columns) == ["image", "boxes", "label"]
     for (_, a), (_, b) in zip(frame.iterrows(), coco.iterrows()):
         assert Path(b["image"]).read_bytes() == a["image"]

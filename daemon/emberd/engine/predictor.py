@@ -22,7 +22,7 @@ from .errors import FailedPrecondition, InvalidArgument, Unsupported
 from .inference import raw_outputs, to_predictions
 from .metrics import canonical, default_metric, higher_is_better, score
 from .detection.data import DETECTION, check_detection_rows
-from .detection.evaluation import check_metrics, coco_map
+from .detection.evaluation import METRICS as DETECTION_METRICS, check_metrics, coco_map
 from .detection.model import DetectionModel
 from .detection.training import train_detector
 from .model_store import ModelStore, TrainedModel, frame_digest, load_model
@@ -314,7 +314,7 @@ class Predictor:
             "before": before,
             "after": after,
             "change": change,
-            "forgot": (change < 0) if higher_is_better(metric) else (change > 0),
+            "forgot": (change < 0) if metric in DETECTION_METRICS or higher_is_better(metric) else (change > 0),
         }
 
     # ---- inference --------------------------------------------------------------------

@@ -48,7 +48,10 @@ def load_coco(path: str | os.PathLike, image_root: str | os.PathLike | None = No
         anns = coco.get("annotations", [])
     except (ValueError, KeyError, TypeError) as e:
         raise InvalidArgument(f"{str(path)!r} is not COCO-style annotations (images, annotations, categories): {e}") from None
-    root = Path(image_root) if image_root is not None else path.parent
+    root = (Path(image_root) if image_root is not None else path.parent).resolve()
+    outside = [im["file_name"] for im in images if root not in (root / im["file_name"]).resolve().parents]
+    if outside:
+        raise InvalidArgument(f"{str(path)!r} names images outside its image folder {str(root)!r}: {outside[:3]}")
     per_image: dict[Any, tuple[list[list[float]], list[str]]] = {im["id"]: ([], []) for im in images}
     for a in anns:
         if a.get("iscrowd"):
