@@ -188,7 +188,7 @@ def test_daemon_detection_workflow(tmp_path):
 
         # Fit, Predict, Evaluate through the Python client.
         p = MultiModalPredictor(label="label", path=tmp_path / "shapes", client=c, verbosity=0)
-        p.fit(train, time_limit=50, hyperparameters=HP)
+        p.fit(train, time_limit=40, hyperparameters=HP)
         assert p.problem_type == "object_detection"
         scores = p.evaluate(test, metrics=["map", "map_50"])
         before = untrained_map(detection_schema(train, "label", None), test)
@@ -227,7 +227,7 @@ def test_daemon_detection_workflow(tmp_path):
         assert t_map > max(0.05, 2 * t_before)
 
         # kill -9 of the daemon after a fit's first checkpoint, restart, Resume.
-        job = c.fit("victim", train, label="label", time_limit=40, hyperparameters={**HP, "optim.checkpoint_interval_s": 2})
+        job = c.fit("victim", train, label="label", time_limit=30, hyperparameters={**HP, "optim.checkpoint_interval_s": 2})
         for r in c.watch(job.id):
             if r.event.kind == job_pb2.JOB_EVENT_KIND_CHECKPOINT:
                 break
