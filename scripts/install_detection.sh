@@ -30,7 +30,7 @@ else
     build=$(mktemp -d)
     trap 'rm -rf "$build"' EXIT
     $PY -m pip install 'setuptools>=77.0.3,<81' wheel ninja
-    $PY -m pip download --no-deps --no-binary :all: "mmcv==$MMCV" -d "$build"
+    $PY -m pip download --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV" -d "$build"
     tar -xzf "$build/mmcv-$MMCV.tar.gz" -C "$build"
     sed -i 's/-std=c++17/-std=c++20/g' "$build/mmcv-$MMCV/setup.py"
     CUDA_VISIBLE_DEVICES= MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=2 \

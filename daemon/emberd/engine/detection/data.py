@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..data import Schema, _looks_like_image
 from ..errors import InvalidArgument, NotFound
+
+log = logging.getLogger("emberd.engine")
 
 __all__ = ["DETECTION", "BOXES", "DetectionSet", "is_detection_frame", "load_coco", "detection_schema", "encode_detection"]
 
@@ -158,8 +161,6 @@ def _name(v: Any) -> str:
 def encode_detection(df: pd.DataFrame, schema: Schema, *, image_size: int, with_labels: bool, skip_bad_images: bool) -> DetectionSet:
     """Decode the rows' images (two threads); a row whose image cannot be read is skipped
     with a warning (fit) or is an error naming it (predict, evaluate)."""
-    import logging
-
     values: Sequence[Any] = list(df[schema.image[0]])
 
     def one(v: Any) -> tuple[np.ndarray, tuple[int, int]] | str:
@@ -176,7 +177,7 @@ def encode_detection(df: pd.DataFrame, schema: Schema, *, image_size: int, with_
     if errors and not skip_bad_images:
         raise InvalidArgument(f"cannot read {len(errors)} image(s): {errors[:5]}; fix or drop those rows")
     if errors:
-        logging.getLogger("emberd.engine").warning("skipping %d unreadable image(s): %s", len(errors), errors[:5])
+        log.warning("skipping %d unreadable image(s): %s", len(errors), errors[:5])
     kept = [i for i, r in enumerate(decoded) if not isinstance(r, str)]
     if not kept:
         raise InvalidArgument(f"none of the {len(values)} images could be read: {errors[:5]}")
