@@ -174,7 +174,7 @@ def test_engine_fit_beats_untrained_reloads_dumps_for_plain_mmdet_and_exports_on
 
 # ---- slow: through the daemon ----------------------------------------------------------------
 @pytest.mark.slow
-def test_daemon_detection_workflow(tmp_path):
+def test_daemon_detection_workflow(tmp_path, capsys):
     from ember import Client, MultiModalPredictor
     from ember.v1 import job_pb2
 
@@ -190,9 +190,16 @@ def test_daemon_detection_workflow(tmp_path):
         p = MultiModalPredictor(label="label", path=tmp_path / "shapes", client=c, verbosity=0)
         p.fit(train, time_limit=40, hyperparameters=HP)
         assert p.problem_type == "object_detection"
+        test.head(2).to_parquet(tmp_path / "rows.parquet")  # the CLI: one JSON line of boxes per row
+        from ember.cli import main as cli
+
+        assert cli(["--address", f"127.0.0.1:{port}", "predict", p.model_name, str(tmp_path / "rows.parquet")]) == 0
+        lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+        assert len(lines) == 2 and all(d["class"] in CLASSES for line in lines for d in json.loads(line))
         scores = p.evaluate(test, metrics=["map", "map_50"])
         before = untrained_map(detection_schema(train, "label", None), test)
-        print(f"daemon: mAP {scores['map']:.3f} (mAP@50 {scores['map_50']:.3f}); untrained {before:.3f}")
+        with capsys.disabled():
+            print(f"daemon: mAP {scores['map']:.3f} (mAP@50 {scores['map_50']:.3f}); untrained {before:.3f}")
         assert scores["map"] > max(0.08, 3 * before)
         found = p.predict(test.head(4), as_pandas=False)
         assert len(found) == 4 and any(found)
@@ -223,7 +230,8 @@ def test_daemon_detection_workflow(tmp_path):
         two_test = shapes_frame(30, seed=5, classes=two)
         t_map = t.evaluate(two_test)["map"]
         t_before = untrained_map(detection_schema(two_test, "label", None), two_test)
-        print(f"transfer: mAP {t_map:.3f} on the new classes; untrained {t_before:.3f}")
+        with capsys.disabled():
+            print(f"transfer: mAP {t_map:.3f} on the new classes; untrained {t_before:.3f}")
         assert t_map > max(0.05, 2 * t_before)
 
         # kill -9 of the daemon after a fit's first checkpoint, restart, Resume.
