@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from ember_kernels import ops, reference
 from emberd import datasets
 from emberd.engine.config import default_text_checkpoint
-from emberd.engine.features import SpecialTokens, TokenCSR, _collate_text_reference, _truncate_pair
+from ember.onnx import truncate_pair
+from emberd.engine.features import SpecialTokens, TokenCSR, _collate_text_reference
 from emberd.engine.models.fusion import FusionMLP
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -69,7 +70,7 @@ def autogluon_style_text(columns: list[TokenCSR], rows: list[int], special: Spec
             seq = torch.cat([torch.tensor([special.cls_id]), a, torch.tensor([special.sep_id])])
             typ = torch.zeros(len(seq), dtype=torch.int64)
         else:
-            la, lb = _truncate_pair(len(spans[0]), len(spans[1]), max_len - 3)
+            la, lb = truncate_pair(len(spans[0]), len(spans[1]), max_len - 3)
             seq = torch.cat([torch.tensor([special.cls_id]), spans[0][:la], torch.tensor([special.sep_id]),
                              spans[1][:lb], torch.tensor([special.sep_id])])
             typ = torch.cat([torch.zeros(la + 2, dtype=torch.int64), torch.ones(lb + 1, dtype=torch.int64)])

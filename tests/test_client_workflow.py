@@ -73,3 +73,14 @@ def test_tutorial_workflow(address, shared_data, tmp_path, monkeypatch):
     test_score = predictor_sts.evaluate(sts_test_data, metrics=["rmse", "pearsonr", "spearmanr"])
     print(f"STS-B via daemon: {test_score}")
     assert test_score["pearsonr"] >= 0.75
+
+    # 4. ONNX: the bundle comes back through the artifact stream and runs without the daemon
+    from ember.onnx import OnnxPredictor
+
+    rows = sts_test_data.drop(columns="score").head(256)
+    onnx_path = predictor_sts.export_onnx(rows, path=str(tmp_path / "sts_onnx"))
+    ours, theirs = OnnxPredictor(onnx_path).predict(rows), predictor_sts.predict(rows)
+    print(f"STS-B ONNX via daemon: max abs diff {abs(ours - theirs).max():.2g}")
+    assert abs(ours - theirs).max() <= 1e-4
+    onnx_path = predictor_2.export_onnx(path=str(tmp_path / "sst_onnx"))  # parity on its held-out rows
+    assert (OnnxPredictor(onnx_path).predict(test_data) == predictor_2.predict(test_data)).all()

@@ -1,5 +1,8 @@
 """Images (timm) and fusion (text + categorical) on real data (slow)."""
 
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -8,6 +11,8 @@ import timm
 import torch
 
 from emberd.engine import InvalidArgument, Predictor
+
+from .export_helpers import check_bundle
 
 pytestmark = pytest.mark.slow
 
@@ -49,6 +54,14 @@ def test_dumped_timm_backbone_loads_with_plain_timm_and_transfers(image_model, s
     ours = p._model.net.encoders["image"].backbone.eval()
     with torch.inference_mode():
         assert torch.allclose(plain(x), ours(x), atol=1e-5)
+    # any dumped folder exports to ONNX by itself, checked on real photos
+    shared_data.hymenoptera("val").head(40).to_csv(tmp_path / "photos.csv", index=False)
+    cmd = [sys.executable, "-m", "emberd.engine.export", "backbone", f"{dump}/timm_image", str(tmp_path / "timm.onnx"),
+           "--rows", str(tmp_path / "photos.csv"), "--column", "image", "--image-size", "128"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["outputs"] == ["features"] and info["parity"]["rows"] == 40 and info["parity"]["max_abs_diff"] <= 1e-4
     # transfer: a new task (new label and head) starting from the dumped backbone
     val = shared_data.hymenoptera("val").assign(is_bee=lambda d: (d.label == "bees").astype(int)).drop(columns="label")
     t = Predictor(label="is_bee", path=tmp_path / "transfer")
@@ -59,15 +72,41 @@ def test_dumped_timm_backbone_loads_with_plain_timm_and_transfers(image_model, s
         assert torch.equal(w_new, plain.conv1.weight)
 
 
-def test_fusion_text_and_categorical_trains_and_predicts(shared_data, tmp_path):
+@pytest.fixture(scope="module")
+def fusion(shared_data, tmp_path_factory):
     cols = ["genre", "sentence1", "sentence2", "score"]
     train = shared_data.stsb("train")[cols].sample(n=1500, random_state=0)
-    dev = shared_data.stsb("dev")[cols]
-    p = Predictor(label="score", path=tmp_path / "fusion")
+    p = Predictor(label="score", path=tmp_path_factory.mktemp("fusion") / "model")
     p.fit(train, time_limit=45)
+    return p, shared_data.stsb("dev")[cols]
+
+
+def test_fusion_text_and_categorical_trains_and_predicts(fusion):
+    p, dev = fusion
     assert p._model.schema.categorical == ("genre",) and p._model.net.fusion is not None
     pred = p.predict(dev.drop(columns="score"))
     assert pred.shape == (len(dev),) and np.isfinite(pred).all()
     r = p.evaluate(dev, metrics=["pearsonr"])
     print(f"fusion STS-B dev pearson {r['pearsonr']:.3f}")
     assert r["pearsonr"] > 0.5
+
+
+# ---- ONNX export (issue 5) --------------------------------------------------------------------
+def test_image_model_onnx_bundle_with_its_timm_backbone(image_model, shared_data, tmp_path):
+    p, _ = image_model
+    photos = pd.concat([shared_data.hymenoptera("val"), shared_data.hymenoptera("train")], ignore_index=True)
+    rows = photos.drop(columns="label").head(256)
+    _, manifest = check_bundle(p.export_onnx(rows, tmp_path / "img", backbones=True), p, rows)
+    (image_input,) = [i for i in manifest["inputs"] if i["name"] == "image"]
+    assert image_input["dtype"] == "uint8" and image_input["shape"] == ["batch", 128, 128, 3]
+    assert manifest["image"]["size"] == 128 and len(manifest["image"]["mean"]) == 3
+    (backbone,) = manifest["backbones"]
+    assert backbone["name"] == "timm_image" and backbone["parity"]["max_abs_diff"] <= 1e-4
+
+
+def test_fusion_model_onnx_bundle(fusion, tmp_path):
+    p, dev = fusion
+    rows = dev.drop(columns="score").head(256)
+    _, manifest = check_bundle(p.export_onnx(rows, tmp_path / "fusion"), p, rows, regression=True)
+    assert manifest["categorical"]["columns"] == ["genre"]
+    assert "categorical" in [i["name"] for i in manifest["inputs"]]

@@ -3,13 +3,18 @@
 SST-2: fit 1,000 rows in 60 s, continue on 1,000 more, dump ``hf_text``, transfer it to
 STS-B. Each step asserts the outcome the engine issue asks for."""
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from emberd.engine import Predictor
+
+from .export_helpers import check_bundle
 
 pytestmark = pytest.mark.slow
 
@@ -86,13 +91,67 @@ def test_dumped_hf_text_loads_with_plain_transformers_and_matches(dumped, sst2):
     assert np.abs(ours - plain).max() <= 1e-5
 
 
-def test_transfer_dumped_text_backbone_to_stsb(dumped, shared_data, tmp_path):
+@pytest.fixture(scope="module")
+def sts(dumped, shared_data, tmp_path_factory):
     _, dump = dumped
     train = shared_data.stsb("train")[["sentence1", "sentence2", "score"]]
-    dev = shared_data.stsb("dev")[["sentence1", "sentence2", "score"]]
-    p = Predictor(label="score", path=tmp_path / "sts")
+    p = Predictor(label="score", path=tmp_path_factory.mktemp("sts") / "model")
     p.fit(train, time_limit=60, hyperparameters={"model.hf_text.checkpoint_name": f"{dump}/hf_text"})
+    return p, shared_data.stsb("dev")[["sentence1", "sentence2", "score"]]
+
+
+def test_transfer_dumped_text_backbone_to_stsb(sts):
+    p, dev = sts
     assert p.fit_summary["fit_seconds"] <= 65
     r = p.evaluate(dev, metrics=["pearsonr", "spearmanr", "rmse"])
     print(f"STS-B transfer: {r}")
     assert r["pearsonr"] >= 0.75
+
+
+# ---- ONNX export (issue 5) --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sst2_bundle(fitted, sst2, tmp_path_factory):
+    p, dev = fitted[1], sst2[2]
+    rows = dev.head(256)
+    onnx_path = p.export_onnx(rows, tmp_path_factory.mktemp("onnx") / "sst2")
+    return check_bundle(onnx_path, p, rows)
+
+
+def test_sst2_onnx_bundle_matches_torch(sst2_bundle):
+    bundle, manifest = sst2_bundle
+    assert manifest["classes"] == [0, 1] and manifest["problem_type"] == "binary"
+    assert [i["name"] for i in manifest["inputs"]] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert manifest["inputs"][0]["shape"] == ["batch", "seq"]  # dynamic axes
+    assert (bundle / "tokenizer" / "tokenizer.json").exists()
+
+
+def test_onnx_runner_needs_neither_torch_nor_the_daemon(sst2_bundle, fitted, sst2, tmp_path):
+    bundle, _ = sst2_bundle
+    rows = sst2[2].iloc[300:500]
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    script = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'emberd', 'transformers'):\n"
+        "            raise ImportError(f'{name} is blocked in this test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from ember.cli import main\n"
+        "code = main(['onnx-predict', sys.argv[1], sys.argv[2]])\n"
+        "assert 'torch' not in sys.modules\n"
+        "sys.exit(code)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(bundle), str(tmp_path / "rows.csv")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    got = [int(v) for v in out.stdout.split()]
+    assert got == fitted[1].predict(rows).tolist()
+
+
+def test_stsb_transfer_onnx_pairs_regression(sts, tmp_path):
+    p, dev = sts
+    rows = dev.drop(columns="score").head(256)
+    _, manifest = check_bundle(p.export_onnx(rows, tmp_path / "sts", backbones=True), p, rows, regression=True)
+    assert [o["name"] for o in manifest["outputs"]] == ["prediction"]
+    assert manifest["text"]["sequences"] == [["sentence1"], ["sentence2"]]  # siamese pair
+    (backbone,) = manifest["backbones"]  # the dumped hf_text, exported alone
+    assert backbone["name"] == "hf_text" and backbone["parity"]["max_abs_diff"] <= 1e-4

@@ -4,9 +4,15 @@ artifacts; the model registry's view of each model. The gRPC servicers are thin 
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 import shutil
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -21,7 +27,7 @@ from .datastore import DataStore
 from .engine import Predictor
 from .engine.config import Config
 from .engine.data import Schema
-from .engine.errors import FailedPrecondition, InvalidArgument, NotFound, Unsupported
+from .engine.errors import FailedPrecondition, InvalidArgument, NotFound
 from .engine.model_store import ModelStore
 from .engine.plan import plan_fit
 from .engine.storage import fresh_staging_dir, read_json
@@ -82,6 +88,7 @@ class Ember:
             torch_threads=settings.torch_threads,
         )
         self.cache = ModelCache(settings.cache_budget_bytes, self._load_version)
+        self._exports = threading.Semaphore(1)  # one export at a time: tracing takes a few GiB
 
     def start(self) -> None:
         for row in self.registry.models():
@@ -239,13 +246,18 @@ class Ember:
     def _load_version(self, name: str, version: int) -> Predictor:
         return Predictor.load(self.model_dir(name), version=version)
 
-    def warm(self, name: str, version: int = 0) -> tuple[Entry, int]:
+    def require_version(self, name: str, version: int = 0) -> int:
+        """``version`` (0: the current one) of ``name``, which must exist on disk."""
         self.require_model(name)
         v = version or self.current_version(name)
         if not v:
             raise FailedPrecondition(f"model {name!r} has no trained version yet; wait for its fit to finish")
         if v not in self._store(name).versions():
             raise NotFound(f"model {name!r} has no version {v}; versions: {self._store(name).versions()}")
+        return v
+
+    def warm(self, name: str, version: int = 0) -> tuple[Entry, int]:
+        v = self.require_version(name, version)
         return self.cache.get(name, v), v
 
     def predict(self, name: str, version: int, frame: pd.DataFrame, with_proba: bool) -> dict[str, Any]:
@@ -276,29 +288,47 @@ class Ember:
         entry, v = self.warm(name, version)
         from .engine.dump import dump_backbones
 
-        return self._artifact("dump", name, v, entry, lambda folder: dump_backbones(entry.predictor._require_model(), folder))
-
-    def export(self, name: str, version: int) -> Any:
-        entry, v = self.warm(name, version)
-        if entry.predictor.problem_type != "object_detection":
-            raise Unsupported("ONNX export is available for detectors only in this daemon yet; Dump gives the backbones in their own formats")
-        from .engine.detection.export import export_onnx
-
-        rows = pd.read_parquet(self._store(name).version_dir(v) / "val.parquet").head(8)  # real rows for the parity check
-        return self._artifact("export", name, v, entry, lambda folder: export_onnx(entry.predictor._require_model(), folder, rows))
-
-    def _artifact(self, kind: str, name: str, version: int, entry: Entry, write: Any) -> Any:
-        """Have ``write`` fill a staging folder (under the version's lock), then publish it
-        as an artifact in one rename."""
         art_id = uuid.uuid4().hex
         staging = fresh_staging_dir(self.artifacts_dir, art_id)
         with entry.lock:
-            write(staging)
+            dump_backbones(entry.predictor._require_model(), staging)
         final = self.artifacts_dir / art_id
         staging.rename(final)
         files = sorted(str(p.relative_to(final)) for p in final.rglob("*") if p.is_file())
         size = sum((final / f).stat().st_size for f in files)
-        self.registry.add_artifact(art_id, kind, name, version, str(final), files, size)
+        self.registry.add_artifact(art_id, "dump", name, v, str(final), files, size)
+        return self.registry.artifact(art_id)
+
+    def export(self, name: str, version: int, parity: TableRef | None = None, backbones: bool = False, opset: int = 0) -> Any:
+        """ONNX bundle of a version, made in a child process (``python -m
+        emberd.engine.export``): tracing a model must not share a process with the threads
+        that serve predictions, and its memory goes away with the child."""
+        from .engine import errors
+
+        v = self.require_version(name, version)
+        rows = str(self.data.resolve(**vars(parity), what="parity_data").path) if parity else None
+        art_id = uuid.uuid4().hex
+        final = self.artifacts_dir / art_id
+        with self._exports, tempfile.TemporaryDirectory(prefix="ember-export-") as tmp:
+            err = Path(tmp) / "error.json"
+            cmd = [sys.executable, "-m", "emberd.engine.export", "version", str(self.model_dir(name)), str(v), str(final), "--error-file", str(err)]
+            cmd += ["--rows", rows] if rows else []
+            cmd += ["--backbones"] if backbones else []
+            cmd += ["--opset", str(opset)] if opset else []
+            threads = self.settings.torch_threads
+            env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                if err.exists():
+                    e = json.loads(err.read_text())
+                    cls = getattr(errors, e["kind"], None)
+                    if isinstance(cls, type) and issubclass(cls, errors.EmberError):
+                        raise cls(e["message"])
+                    raise RuntimeError(f"export of {name!r} v{v} failed: {e['message']}")
+                raise RuntimeError(f"export of {name!r} v{v} failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+        files = sorted(str(p.relative_to(final)) for p in final.rglob("*") if p.is_file())
+        size = sum((final / f).stat().st_size for f in files)
+        self.registry.add_artifact(art_id, "export", name, v, str(final), files, size)
         return self.registry.artifact(art_id)
 
     def artifact(self, id: str) -> Any:

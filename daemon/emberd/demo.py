@@ -8,6 +8,7 @@ and the SST-2 / STS-B samples in examples/data), printing a table of what each s
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -112,10 +113,12 @@ def main(argv: list[str] | None = None) -> int:
             return f"STS-B dev pearson {p.evaluate(sts_dev, metrics=['pearsonr'])['pearsonr']:.4f}"
 
         def export() -> str:
-            try:
-                return MultiModalPredictor.load(model_path).export_onnx(str(work / "onnx"))
-            except Exception as e:  # noqa: BLE001 - shown in the table as what the daemon said
-                return f"not available: {e}"
+            from ember.onnx import OnnxPredictor
+
+            onnx_path = MultiModalPredictor.load(model_path).export_onnx(path=str(work / "onnx"))
+            manifest = json.loads((Path(onnx_path).parent / "manifest.json").read_text())
+            agree = (OnnxPredictor(onnx_path).predict(dev) == MultiModalPredictor.load(model_path).predict(dev)).mean()
+            return f"{onnx_path}; parity max abs diff {manifest['parity']['max_abs_diff']:.2g}; onnxruntime labels agree on {agree:.1%} of dev"
 
         def predict() -> str:
             p = MultiModalPredictor.load(model_path)

@@ -177,7 +177,8 @@ class ModelServicer(model_grpc.ModelServiceServicer):
         return model_pb.DumpResponse(artifact=self.s.artifact(self.app.dump(request.model_name, request.version)))
 
     def Export(self, request, context):  # noqa: N802
-        return model_pb.ExportResponse(artifact=self.s.artifact(self.app.export(request.model_name, request.version)))
+        art = self.app.export(request.model_name, request.version, _table(request.parity_data), request.include_backbones, request.opset_version)
+        return model_pb.ExportResponse(artifact=self.s.artifact(art))
 
     def Predict(self, request, context):  # noqa: N802
         r = self.app.predict(request.model_name, request.version, self.s.frame(request.data), request.with_probabilities)

@@ -3,7 +3,9 @@
     ember status | models | jobs [MODEL] | watch JOB | cancel JOB
     ember fit MODEL TABLE --label COL [--time-limit S] [--hp KEY=JSON ...]
     ember resume MODEL [TABLE] | transfer MODEL DUMP_ARTIFACT TABLE --label COL
-    ember dump MODEL DEST | export MODEL DEST | predict MODEL TABLE
+    ember dump MODEL DEST | predict MODEL TABLE
+    ember export MODEL DEST [--backbones] [--parity-rows TABLE]
+    ember onnx-predict BUNDLE TABLE      (onnxruntime only: no daemon, no torch)
 """
 
 from __future__ import annotations
@@ -47,10 +49,20 @@ def main(argv: list[str] | None = None) -> int:
         f.add_argument("--eval-metric")
         f.add_argument("--hp", action="append", help="hyperparameter KEY=JSON (repeatable)")
     r = sub.add_parser("resume"); r.add_argument("model"); r.add_argument("table", nargs="?")
-    for name in ("dump", "export"):
-        d = sub.add_parser(name); d.add_argument("model"); d.add_argument("dest")
+    d = sub.add_parser("dump"); d.add_argument("model"); d.add_argument("dest")
+    e = sub.add_parser("export"); e.add_argument("model"); e.add_argument("dest")
+    e.add_argument("--backbones", action="store_true", help="also export each backbone alone")
+    e.add_argument("--parity-rows", help="a table of real rows for the parity check (default: held-out rows)")
+    e.add_argument("--opset", type=int, default=0, help="ONNX opset (default: the daemon's, 18)")
+    o = sub.add_parser("onnx-predict"); o.add_argument("bundle"); o.add_argument("table")
     pr = sub.add_parser("predict"); pr.add_argument("model"); pr.add_argument("table")
     args = ap.parse_args(argv)
+    if args.cmd == "onnx-predict":
+        from .onnx import OnnxPredictor
+
+        for v in OnnxPredictor(args.bundle).predict(read_table(args.table)):
+            print(v)
+        return 0
     try:
         client = Client(args.address)
         if args.cmd == "status":
@@ -80,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "cancel":
             print(job_pb2.JobState.Name(client.cancel(args.job).state))
         elif args.cmd in ("dump", "export"):
-            art = client.dump(args.model) if args.cmd == "dump" else client.export(args.model)
+            if args.cmd == "dump":
+                art = client.dump(args.model)
+            else:
+                rows = read_table(args.parity_rows) if args.parity_rows else None
+                art = client.export(args.model, parity_data=rows, backbones=args.backbones, opset_version=args.opset)
             for f in client.download(art.id, args.dest):
                 print(f)
         elif args.cmd == "predict":

@@ -208,8 +208,16 @@ class Client:
     def dump(self, model: str, version: int = 0) -> model_pb.Artifact:
         return _call(self.models.Dump, model_pb.DumpRequest(model_name=model, version=version), metadata=self._md).artifact
 
-    def export(self, model: str, version: int = 0) -> model_pb.Artifact:
-        return _call(self.models.Export, model_pb.ExportRequest(model_name=model, version=version), metadata=self._md).artifact
+    def export(
+        self, model: str, version: int = 0, *, parity_data: pd.DataFrame | None = None, backbones: bool = False, opset_version: int = 0
+    ) -> model_pb.Artifact:
+        """ONNX bundle of a version (see ``ember.onnx``); ``parity_data``: real rows for the
+        parity check (default: the version's held-out validation rows); ``opset_version``: 0
+        for the daemon's default (18)."""
+        req = model_pb.ExportRequest(model_name=model, version=version, include_backbones=backbones, opset_version=opset_version)
+        if parity_data is not None:
+            req.parity_data.CopyFrom(self.rows(parity_data) if len(parity_data) <= 1000 else self.table(parity_data, "export"))
+        return _call(self.models.Export, req, metadata=self._md).artifact
 
     def get_model(self, name: str) -> Any:
         return _call(self.models.GetModel, model_pb.GetModelRequest(name=name), metadata=self._md).model

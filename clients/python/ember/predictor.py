@@ -168,11 +168,24 @@ class MultiModalPredictor:
         Path(save_path, ARTIFACT_MARK).write_text(json.dumps({"artifact_id": art.id, "model_name": self._name, "version": art.version}))
         return save_path
 
-    def export_onnx(self, path: str | os.PathLike | None = None, **unused: Any) -> str:
-        art = self.client.export(self._name)
+    def export_onnx(
+        self,
+        data: pd.DataFrame | str | None = None,
+        path: str | os.PathLike | None = None,
+        *,
+        opset_version: int | None = None,
+        backbones: bool = False,
+        **unused: Any,
+    ) -> str:
+        """Export to ONNX on the daemon and download the bundle into ``path`` (default
+        ``<path>/onnx``); returns the ``model.onnx`` inside it, as AutoGluon does. ``data``:
+        real rows for the parity check (default: the version's held-out validation rows).
+        Run the bundle without torch or a daemon with ``ember.onnx.OnnxPredictor``."""
+        frame = None if data is None else _frame(data)
+        art = self.client.export(self._name, parity_data=frame, backbones=backbones, opset_version=opset_version or 0)
         path = str(path or os.path.join(self.path, "onnx"))
         self.client.download(art.id, path)
-        return path
+        return os.path.join(path, "model.onnx")
 
     @property
     def class_labels(self) -> list[Any] | None:

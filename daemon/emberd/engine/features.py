@@ -14,7 +14,6 @@ never falls back from one to the other.
 from __future__ import annotations
 
 import functools
-import io
 import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,11 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import UnidentifiedImageError
+
+# One definition of image decoding and pair truncation, shared with the torch-free ONNX
+# runner: a bundle's predictions are made from exactly the inputs training saw.
+from ember.onnx import load_image, truncate_pair
 
 from .data import Schema
 from .errors import FailedPrecondition, InvalidArgument
@@ -115,18 +118,6 @@ class Encoded:
 
 
 # ---- images -----------------------------------------------------------------------------
-def load_image(value: Any, size: int) -> np.ndarray:
-    """Decode one image (path or bytes) to uint8 HWC RGB, resized (shorter side) and
-    center-cropped to ``size``. Raises ``OSError``/``ValueError`` if it cannot be read."""
-    src = io.BytesIO(value) if isinstance(value, (bytes, bytearray)) else value
-    with Image.open(src) as img:
-        if img.format == "JPEG":
-            img.draft("RGB", (size, size))  # decode at a reduced scale: large photos cost little
-        img = ImageOps.exif_transpose(img).convert("RGB")
-        img = ImageOps.fit(img, (size, size), method=Image.Resampling.BILINEAR)
-        return np.asarray(img, dtype=np.uint8)
-
-
 def _load_images(values: Sequence[Any], size: int) -> tuple[list[np.ndarray | None], list[str]]:
     def one(v: Any) -> np.ndarray | str:
         if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -241,18 +232,6 @@ def padded_length(longest: int, max_len: int, multiple: int) -> int:
     return min(max_len, -(-longest // multiple) * multiple)
 
 
-def _truncate_pair(la: int, lb: int, budget: int) -> tuple[int, int]:
-    """Longest-first truncation exactly as HF tokenizers do it: the shorter side keeps up to
-    half the budget (the first side on ties), the longer side gets the rest."""
-    if la + lb <= budget:
-        return la, lb
-    if la <= lb:
-        na = min(la, budget // 2)
-        return na, min(lb, budget - na)
-    nb = min(lb, budget // 2)
-    return min(la, budget - nb), nb
-
-
 def collate_text(
     columns: Sequence[TokenCSR],
     rows: Sequence[int],
@@ -297,7 +276,7 @@ def _collate_text_reference(
             a = spans[0][: max_len - 2]
             pieces.append((a, None))
         else:
-            la, lb = _truncate_pair(len(spans[0]), len(spans[1]), max_len - 3)
+            la, lb = truncate_pair(len(spans[0]), len(spans[1]), max_len - 3)
             pieces.append((spans[0][:la], spans[1][:lb]))
     lengths = [len(a) + 2 + (0 if b is None else len(b) + 1) for a, b in pieces]
     width = padded_length(max(lengths), max_len, pad_multiple)

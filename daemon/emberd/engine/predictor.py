@@ -438,6 +438,30 @@ class Predictor:
         dump_backbones(model, Path(save_path))
         return save_path
 
+    # ---- export -----------------------------------------------------------------------
+    def export_onnx(
+        self,
+        data: pd.DataFrame | str | None = None,
+        path: str | os.PathLike | None = None,
+        *,
+        opset_version: int | None = None,
+        backbones: bool = False,
+        **unused: Any,
+    ) -> str:
+        """An ONNX bundle of the current version in ``path`` (default ``<path>/onnx``),
+        checked with onnx.checker and an onnxruntime parity run on ``data`` (real rows;
+        default: the version's held-out validation rows). Returns its ``model.onnx``, as
+        AutoGluon does; ``ember.onnx.OnnxPredictor`` runs the bundle without torch."""
+        from .export import OPSET, PARITY_ROWS, export_model
+
+        model = self._require_model()
+        store = ModelStore(self.path)
+        rows = load_table(data) if data is not None else pd.read_parquet(store.version_dir(self.version) / "val.parquet")
+        out = Path(path) if path is not None else Path(self.path) / "onnx"
+        source = {"model_path": str(self.path), "version": self.version}
+        export_model(model, out, rows.head(PARITY_ROWS), backbones=backbones, source=source, opset=opset_version or OPSET)
+        return str(out / "model.onnx")
+
     # ---- helpers ----------------------------------------------------------------------
     @staticmethod
     def _tokenizer(cfg: Config) -> Any:

@@ -128,12 +128,18 @@ class DumpResponse(_message.Message):
     def __init__(self, artifact: _Optional[_Union[Artifact, _Mapping]] = ...) -> None: ...
 
 class ExportRequest(_message.Message):
-    __slots__ = ("model_name", "version")
+    __slots__ = ("model_name", "version", "include_backbones", "parity_data", "opset_version")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_BACKBONES_FIELD_NUMBER: _ClassVar[int]
+    PARITY_DATA_FIELD_NUMBER: _ClassVar[int]
+    OPSET_VERSION_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     version: int
-    def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+    include_backbones: bool
+    parity_data: _table_pb2.TableData
+    opset_version: int
+    def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ..., include_backbones: _Optional[bool] = ..., parity_data: _Optional[_Union[_table_pb2.TableData, _Mapping]] = ..., opset_version: _Optional[int] = ...) -> None: ...
 
 class ExportResponse(_message.Message):
     __slots__ = ("artifact",)

@@ -54,7 +54,7 @@ class _RawHead(nn.Module):
         return tuple(t for kind in self.net._forward(image) for t in kind)
 
 
-def export_onnx(model: DetectionModel, folder: Path, rows: pd.DataFrame) -> dict[str, Any]:
+def export_onnx(model: DetectionModel, folder: Path, rows: pd.DataFrame, *, opset: int = 18) -> dict[str, Any]:
     """Write ``model.onnx`` and ``manifest.json`` into ``folder``; ``rows`` (real images)
     feed the export and the onnxruntime parity check. Returns the manifest."""
     import onnx
@@ -75,7 +75,7 @@ def export_onnx(model: DetectionModel, folder: Path, rows: pd.DataFrame) -> dict
     with torch.no_grad():
         torch.onnx.export(
             wrapper, (inputs,), str(path), input_names=["image"], output_names=names,
-            dynamic_shapes={"image": {0: batch}}, dynamo=True, external_data=False,
+            dynamic_shapes={"image": {0: batch}}, dynamo=True, external_data=False, opset_version=opset,
         )
     onnx.checker.check_model(str(path), full_check=True)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

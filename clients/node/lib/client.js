@@ -1,0 +1,258 @@
+'use strict';
+// Ember's Node.js client. The API (package ember.v1) is loaded at runtime from the .proto
+// files in the repository's protos/ (the source of truth), so this client never drifts from
+// it. Field names are kept as the protos spell them (keepCase: model_name, after_seq, ...),
+// enums come back as their names ('JOB_STATE_SUCCEEDED'), int64 values as Numbers.
+
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const path = require('node:path');
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+
+const PROTOS = process.env.EMBER_PROTOS || path.resolve(__dirname, '..', '..', '..', 'protos');
+const CHUNK_BYTES = 1 << 20; // the protos' bound on an upload chunk
+const FINAL_STATES = new Set(['JOB_STATE_SUCCEEDED', 'JOB_STATE_FAILED', 'JOB_STATE_CANCELLED', 'JOB_STATE_INTERRUPTED']);
+
+/** The ember.v1 package, loaded from every .proto file under `protosDir`/ember/v1. */
+function loadApi(protosDir = PROTOS) {
+  const dir = path.join(protosDir, 'ember', 'v1');
+  if (!fs.existsSync(dir)) {
+    throw new Error(`no protos at ${dir}: run from an Ember checkout or set EMBER_PROTOS to its protos/ folder`);
+  }
+  const files = fs.readdirSync(dir).filter((f) => f.endsWith('.proto')).sort().map((f) => `ember/v1/${f}`);
+  const definition = protoLoader.loadSync(files, {
+    includeDirs: [protosDir], keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true,
+  });
+  return grpc.loadPackageDefinition(definition).ember.v1;
+}
+
+/** The name of a numeric gRPC status code ('INVALID_ARGUMENT'). */
+function statusName(code) {
+  return Object.keys(grpc.status).find((name) => grpc.status[name] === code) || `CODE_${code}`;
+}
+
+/** A call the daemon refused or that failed: `code` is the gRPC status, `codeName` its name. */
+class EmberRpcError extends Error {
+  constructor(code, details) {
+    super(`${statusName(code)}: ${details}`);
+    this.name = 'EmberRpcError';
+    this.code = code;
+    this.codeName = statusName(code);
+    this.details = details;
+  }
+}
+
+function rpcError(err) {
+  return err instanceof EmberRpcError || err.code === undefined ? err : new EmberRpcError(err.code, err.details || err.message);
+}
+
+function sha256(bytes) {
+  return crypto.createHash('sha256').update(bytes).digest('hex');
+}
+
+/** One connection to an Ember daemon, with its RPCs as promise-returning methods. */
+class Client {
+  /**
+   * @param {string} address host:port of emberd
+   * @param {{token?: string, protosDir?: string}} options token: sent as `authorization: Bearer <token>`
+   */
+  constructor(address, { token = process.env.EMBER_TOKEN, protosDir } = {}) {
+    const api = loadApi(protosDir);
+    const options = { 'grpc.max_receive_message_length': 64 << 20, 'grpc.max_send_message_length': 64 << 20 };
+    const credentials = grpc.credentials.createInsecure();
+    this.address = address;
+    this.token = token;
+    this.channel = new grpc.Channel(address, credentials, options); // one connection for the four services
+    const shared = { channelOverride: this.channel };
+    this.models = new api.ModelService(address, credentials, shared);
+    this.jobs = new api.JobService(address, credentials, shared);
+    this.datasets = new api.DatasetService(address, credentials, shared);
+    this.artifacts = new api.ArtifactService(address, credentials, shared);
+  }
+
+  close() {
+    this.channel.close();
+  }
+
+  metadata() {
+    const md = new grpc.Metadata();
+    if (this.token) md.set('authorization', `Bearer ${this.token}`);
+    return md;
+  }
+
+  unary(stub, method, request) {
+    return new Promise((resolve, reject) => {
+      stub[method](request, this.metadata(), (err, response) => (err ? reject(rpcError(err)) : resolve(response)));
+    });
+  }
+
+  /** Resolves once the channel is connected (rejects after `timeoutMs`). */
+  waitForReady(timeoutMs = 10000) {
+    return new Promise((resolve, reject) => {
+      this.models.waitForReady(Date.now() + timeoutMs, (err) => (err ? reject(new Error(`no daemon at ${this.address}: ${err.message}`)) : resolve()));
+    });
+  }
+
+  // ---- datasets ---------------------------------------------------------------------------
+
+  /**
+   * Uploads a table's bytes (format 'parquet', 'csv' or 'tsv') unless the daemon already holds
+   * them: a header with their sha256, then chunks of at most `chunkBytes`.
+   * @returns {Promise<{dataset: object, deduplicated: boolean, chunks: number}>}
+   */
+  async upload(bytes, { name = 'table', format = 'tsv', chunkBytes = CHUNK_BYTES } = {}) {
+    const digest = sha256(bytes);
+    try {
+      const { dataset } = await this.unary(this.datasets, 'GetDataset', { id: digest });
+      return { dataset, deduplicated: true, chunks: 0 };
+    } catch (err) {
+      if (err.code !== grpc.status.NOT_FOUND) throw err;
+    }
+    const chunks = Math.ceil(bytes.length / chunkBytes);
+    const response = await new Promise((resolve, reject) => {
+      const call = this.datasets.UploadDataset(this.metadata(), (err, res) => (err ? reject(rpcError(err)) : resolve(res)));
+      call.write({ header: { display_name: name, format, sha256: digest, size_bytes: bytes.length } });
+      // The bytes are in memory already: grpc-js buffers the writes and sends them in order.
+      for (let offset = 0; offset < bytes.length; offset += chunkBytes) {
+        call.write({ chunk: bytes.subarray(offset, offset + chunkBytes) });
+      }
+      call.end();
+    });
+    return { dataset: response.dataset, deduplicated: response.deduplicated, chunks };
+  }
+
+  // ---- models -----------------------------------------------------------------------------
+
+  /** FitOptions; hyperparameter values are sent as JSON, as the protos ask. */
+  static options({ label = '', problemType = '', evalMetric = '', timeLimitS = 0, hyperparameters = {}, seed = 0, columnTypes = {} } = {}) {
+    const hp = Object.fromEntries(Object.entries(hyperparameters).map(([k, v]) => [k, JSON.stringify(v)]));
+    return { label, problem_type: problemType, eval_metric: evalMetric, time_limit_s: timeLimitS, hyperparameters: hp, seed, column_types: columnTypes };
+  }
+
+  /** Starts a fit of `modelName` (new, or continued on new rows) on an uploaded dataset; its Job. */
+  async fit(modelName, datasetId, options = {}) {
+    const request = { model_name: modelName, train_data: { dataset_id: datasetId }, options: Client.options(options) };
+    return (await this.unary(this.models, 'Fit', request)).job;
+  }
+
+  /** Starts a new model for a new task from a dump artifact's backbones; its Job. */
+  async transfer(modelName, dumpArtifactId, datasetId, options = {}) {
+    const request = {
+      model_name: modelName, train_data: { dataset_id: datasetId }, options: Client.options(options), dump_artifact_id: dumpArtifactId,
+    };
+    return (await this.unary(this.models, 'Transfer', request)).job;
+  }
+
+  /** Predicts rows (an array of {column: value} objects, sent inline as JSON). */
+  predict(modelName, rows, { version = 0, withProbabilities = false } = {}) {
+    const request = { model_name: modelName, version, data: { json_records: JSON.stringify(rows) }, with_probabilities: withProbabilities };
+    return this.unary(this.models, 'Predict', request);
+  }
+
+  async dump(modelName, version = 0) {
+    return (await this.unary(this.models, 'Dump', { model_name: modelName, version })).artifact;
+  }
+
+  async export(modelName, version = 0) {
+    return (await this.unary(this.models, 'Export', { model_name: modelName, version })).artifact;
+  }
+
+  async getModel(name) {
+    return (await this.unary(this.models, 'GetModel', { name })).model;
+  }
+
+  // ---- jobs -------------------------------------------------------------------------------
+
+  async getJob(id) {
+    return (await this.unary(this.jobs, 'GetJob', { id })).job;
+  }
+
+  /** WatchJob's events from after `afterSeq`: an async iterable of {event, job}. */
+  async* watch(id, afterSeq = 0) {
+    const call = this.jobs.WatchJob({ id, after_seq: afterSeq }, this.metadata());
+    try {
+      for await (const response of call) yield response;
+    } catch (err) {
+      throw rpcError(err);
+    } finally {
+      call.cancel();
+    }
+  }
+
+  /**
+   * Follows a job to its end, calling `onEvent(event, job)` for each event; a dropped stream
+   * (UNAVAILABLE) is picked up where it stopped. Resolves to the job as it ended.
+   */
+  async follow(jobId, onEvent = () => {}) {
+    let seq = 0;
+    for (;;) {
+      try {
+        for await (const { event, job } of this.watch(jobId, seq)) {
+          seq = event.seq;
+          onEvent(event, job);
+        }
+        const job = await this.getJob(jobId);
+        if (FINAL_STATES.has(job.state)) return job;
+      } catch (err) {
+        if (err.code !== grpc.status.UNAVAILABLE) throw err;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+
+  // ---- artifacts --------------------------------------------------------------------------
+
+  /**
+   * Downloads an artifact's files under `dest`. Each file is written to a temporary name,
+   * checked against the sha256 its last chunk carries, then renamed into place.
+   * @returns {Promise<Array<{path: string, bytes: number, sha256: string}>>}
+   */
+  async download(artifactId, dest) {
+    const root = path.resolve(dest);
+    const written = [];
+    let file = null; // {target, tmp, fd, hash, bytes}
+    const call = this.artifacts.DownloadArtifact({ id: artifactId }, this.metadata());
+    try {
+      for await (const chunk of call) {
+        if (file === null) {
+          const target = path.resolve(root, chunk.path);
+          if (!target.startsWith(root + path.sep)) {
+            throw new EmberRpcError(grpc.status.DATA_LOSS, `artifact path ${JSON.stringify(chunk.path)} escapes ${root}`);
+          }
+          fs.mkdirSync(path.dirname(target), { recursive: true });
+          const tmp = path.join(path.dirname(target), `.${path.basename(target)}.part`);
+          file = { target, tmp, fd: fs.openSync(tmp, 'w'), hash: crypto.createHash('sha256'), bytes: 0 };
+        }
+        if (chunk.offset !== file.bytes) {
+          throw new EmberRpcError(grpc.status.DATA_LOSS, `${chunk.path}: chunk at offset ${chunk.offset}, expected ${file.bytes}; download again`);
+        }
+        fs.writeSync(file.fd, chunk.data);
+        file.hash.update(chunk.data);
+        file.bytes += chunk.data.length;
+        if (chunk.last) {
+          const done = file;
+          file = null;
+          fs.fsyncSync(done.fd);
+          fs.closeSync(done.fd);
+          const digest = done.hash.digest('hex');
+          if (digest !== chunk.sha256) {
+            fs.unlinkSync(done.tmp);
+            throw new EmberRpcError(grpc.status.DATA_LOSS, `${chunk.path}: sha256 ${digest} does not match the daemon's ${chunk.sha256}; download again`);
+          }
+          fs.renameSync(done.tmp, done.target);
+          written.push({ path: chunk.path, bytes: done.bytes, sha256: digest });
+        }
+      }
+    } catch (err) {
+      if (file !== null) {
+        fs.closeSync(file.fd);
+        fs.rmSync(file.tmp, { force: true });
+      }
+      throw rpcError(err);
+    }
+    return written;
+  }
+}
+
+module.exports = { Client, EmberRpcError, loadApi, sha256, statusName, FINAL_STATES };

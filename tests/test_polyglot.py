@@ -1,0 +1,179 @@
+"""Ember from other languages: the Node.js client (clients/node) runs the whole workflow
+against a real daemon subprocess (slow), and what it printed and what the daemon holds
+afterwards are checked here, the Node predictions against the Python client's; a generic
+client with no .proto files (as grpcurl) finds the whole API by reflection and calls it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import signal
+import subprocess
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pandas as pd
+import pytest
+from google.protobuf import descriptor_pool, message_factory
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+from ember import Client
+from ember.v1 import artifact_service_pb2, artifact_service_pb2_grpc, dataset_service_pb2 as ds_pb, job_pb2, job_service_pb2, model_service_pb2
+
+from .daemon_helpers import free_port, start_daemon_process
+
+ROOT = Path(__file__).resolve().parents[1]
+NODE_CLIENT = ROOT / "clients" / "node"
+ROWS = 300
+
+
+def node(*args: str, timeout: float) -> subprocess.CompletedProcess:
+    exe = shutil.which("node")
+    assert exe, "node (>= 18) is not on PATH: install Node.js"
+    assert (ROOT / "node_modules" / "@grpc" / "grpc-js").is_dir(), "the Node client's packages are missing: run `npm ci` in the repository root (make test does)"
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, cwd=NODE_CLIENT)
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    root = tmp_path_factory.mktemp("emberd-node") / "root"
+    port = free_port()
+    proc = start_daemon_process(root, port)
+    yield f"127.0.0.1:{port}", root
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+
+
+def test_reflection_gives_generic_clients_the_whole_api(daemon):
+    address, _ = daemon
+    with grpc.insecure_channel(address) as channel:
+        pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
+        for module in (model_service_pb2, job_service_pb2, ds_pb, artifact_service_pb2):
+            for name, ours in module.DESCRIPTOR.services_by_name.items():
+                theirs = pool.FindServiceByName(f"ember.v1.{name}")
+                assert {(m.name, m.input_type.full_name, m.output_type.full_name) for m in theirs.methods} == \
+                       {(m.name, m.input_type.full_name, m.output_type.full_name) for m in ours.methods}
+
+        def call(method: str, **fields):  # what grpcurl does: messages built from the reflected descriptors
+            m = pool.FindMethodByName(f"ember.v1.ModelService.{method}")
+            request, response = (message_factory.GetMessageClass(t) for t in (m.input_type, m.output_type))
+            rpc = channel.unary_unary(f"/ember.v1.ModelService/{method}", request_serializer=lambda r: r.SerializeToString(),
+                                      response_deserializer=response.FromString)
+            return rpc(request(**fields), timeout=10)
+
+        assert type(call("GetServerStats")).DESCRIPTOR.full_name == "ember.v1.GetServerStatsResponse"
+        with pytest.raises(grpc.RpcError) as e:
+            call("GetModel", name="no-such-model")
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND and "no-such-model" in e.value.details()
+
+
+class DamagedArtifacts(artifact_service_pb2_grpc.ArtifactServiceServicer):
+    """Serves what emberd never sends (its files are hashed as they stream): a file whose
+    bytes do not match its sha256, and a path that climbs out of the download folder."""
+
+    def DownloadArtifact(self, request, context):  # noqa: N802
+        R = artifact_service_pb2.DownloadArtifactResponse
+        good = b"intact bytes"
+        yield R(path="ok/good.txt", offset=0, data=good, last=True, sha256=hashlib.sha256(good).hexdigest())
+        if request.id == "damaged":
+            yield R(path="ok/bad.bin", offset=0, data=b"first half, ", last=False)
+            yield R(path="ok/bad.bin", offset=12, data=b"second half", last=True, sha256=hashlib.sha256(b"something else").hexdigest())
+        else:
+            yield R(path="../escaped.txt", offset=0, data=good, last=True, sha256=hashlib.sha256(good).hexdigest())
+
+
+def test_node_download_checks_each_files_sha256_and_path(tmp_path):
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    artifact_service_pb2_grpc.add_ArtifactServiceServicer_to_server(DamagedArtifacts(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    script = (
+        "const { Client } = require('./lib/client');"
+        "const c = new Client(process.argv[1]);"
+        "c.download(process.argv[2], process.argv[3]).then((files) => console.log(JSON.stringify(files)),"
+        " (err) => console.log(`${err.codeName}: ${err.details}`)).finally(() => c.close());"
+    )
+    try:
+        results = {id: node("-e", script, f"127.0.0.1:{port}", id, str(tmp_path / id / "dest"), timeout=60) for id in ("damaged", "escaping")}
+    finally:
+        server.stop(0)
+    damaged = results["damaged"].stdout.strip()
+    assert damaged.startswith("DATA_LOSS: ok/bad.bin: sha256 ") and "download again" in damaged, results["damaged"]
+    assert sorted(p.name for p in (tmp_path / "damaged" / "dest" / "ok").iterdir()) == ["good.txt"]  # no bad.bin, no .part left
+    assert results["escaping"].stdout.strip().startswith('DATA_LOSS: artifact path "../escaped.txt" escapes'), results["escaping"]
+    assert sorted(p.name for p in (tmp_path / "escaping").iterdir()) == ["dest"]
+
+
+@pytest.mark.slow
+def test_node_workflow_against_a_daemon(daemon, tmp_path):
+    address, root = daemon
+    args = ["--rows", ROWS, "--more-rows", ROWS, "--sts-rows", ROWS, "--time-limit", 20, "--chunk-bytes", 8192]
+    run = node("workflow.js", "--address", address, "--out", str(tmp_path / "out"), *map(str, args), timeout=1200)
+    print(run.stdout[-6000:], run.stderr[-2000:])
+    assert run.returncode == 0, f"the Node workflow failed:\n{run.stderr}\n{run.stdout[-4000:]}"
+    lines = run.stdout.splitlines()
+    assert lines[-1].startswith("summary ")
+    summary = json.loads(lines[-1].removeprefix("summary "))
+
+    # what it printed: chunked uploads, the jobs' progress to their end, the refusals
+    uploads = re.findall(r"^upload (\S+): (\d+) rows, (\d+) bytes \((\d+) chunks\)", run.stdout, re.M)
+    assert [(name, int(rows)) for name, rows, _, _ in uploads] == [("sst2-train-1", ROWS), ("sst2-train-2", ROWS), ("stsb-train", ROWS)]
+    assert all(int(chunks) == -(-int(size) // 8192) > 1 for _, _, size, chunks in uploads)
+    assert re.search(r"^  \[\w{8}\] epoch \d+ step \d+ loss [\d.]+ ", run.stdout, re.M), "no training progress printed"
+    assert re.search(r"^  \[\w{8}\] validation at step \d+: [\d.]+$", run.stdout, re.M)
+    assert "fit sst2-node: SUCCEEDED -> version 1" in lines
+    assert "continued fit sst2-node: SUCCEEDED -> version 2" in lines
+    assert "transfer stsb-node: SUCCEEDED -> version 1" in lines
+    assert any(line.startswith("bad request: Fit with label 'no_such_column' -> INVALID_ARGUMENT: label column 'no_such_column'") for line in lines)
+    assert any(line.startswith("bad request: Predict with model 'no-such-model' -> NOT_FOUND:") for line in lines)
+
+    with Client(address) as c:
+        # the jobs ended well, the uploads are held as sent, the refused fit left nothing
+        for step in ("fit", "continued_fit", "transfer"):
+            assert c.get_job(summary[step]["id"]).state == job_pb2.JOB_STATE_SUCCEEDED
+        for upload in ("train", "train_more", "sts_train"):
+            ds = c.datasets.GetDataset(ds_pb.GetDatasetRequest(id=summary[upload]["id"])).dataset
+            assert (ds.format, ds.num_rows, ds.size_bytes) == ("tsv", ROWS, summary[upload]["bytes"])
+        assert sorted(m.name for m in c.list_models()) == ["sst2-node", "stsb-node"]
+
+        # the continued fit made version 2 from version 1
+        model = c.get_model("sst2-node")
+        assert model.current_version == 2 and [(v.version, v.parent_version) for v in model.versions] == [(1, 0), (2, 1)]
+        assert list(model.classes) == ["0", "1"]
+
+        # Node's predictions are the dataset's labels and the Python client's, row for row
+        pred = summary["predict"]
+        assert pred["version"] == 1 and len(pred["labels"]) == 8 and set(pred["labels"]) <= {"0", "1"}
+        py = c.predict("sst2-node", pd.DataFrame(pred["rows"]), version=1, probabilities=True)
+        assert list(py.labels) == pred["labels"]
+        np.testing.assert_allclose(np.asarray(py.probabilities), np.asarray(pred["probabilities"]), atol=1e-6)
+
+        # the transfer is a new regression model on STS-B's score
+        sts = c.get_model("stsb-node")
+        assert (sts.problem_type, sts.label, sts.current_version) == ("regression", "score", 1)
+
+    # the dump came down whole: the daemon's files, byte for byte, and transformers loads it
+    dump = summary["dump"]
+    paths = {f["path"] for f in dump["files"]}
+    assert {"hf_text/config.json", "hf_text/model.safetensors"} <= paths
+    for f in dump["files"]:
+        local = (tmp_path / "out" / "dump" / f["path"]).read_bytes()
+        assert hashlib.sha256(local).hexdigest() == f["sha256"] == hashlib.sha256((root / "artifacts" / dump["id"] / f["path"]).read_bytes()).hexdigest()
+    from transformers import AutoModel
+
+    assert AutoModel.from_pretrained(tmp_path / "out" / "dump" / "hf_text").config.hidden_size == 384
+
+    # export: the bundle Node downloaded runs on onnxruntime and agrees with the daemon
+    from ember.onnx import OnnxPredictor
+
+    files = [f["path"] for f in summary["export"]["files"]]
+    assert {"manifest.json", "model.onnx", "tokenizer/tokenizer.json"} <= set(files)
+    bundle = OnnxPredictor(tmp_path / "out" / "export")
+    assert bundle.manifest["parity"]["max_abs_diff"] <= 1e-4
+    rows = pd.DataFrame(summary["predict"]["rows"])
+    with Client(address) as c:
+        assert [str(v) for v in bundle.predict(rows)] == list(c.predict("sst2-node", rows).labels)  # version 2
