@@ -4,7 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ember-installed
 
-.PHONY: install demo test bench clean protos lint-protos breaking-protos
+DETECTION := $(VENV)/.ember-detection
+
+.PHONY: install install-detection demo test bench clean protos lint-protos breaking-protos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +17,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The detection extra (mmcv with its compiled ops, mmdet, mmengine, pycocotools): the shared
+# prebuilt mmcv wheel when present, else one built on this machine earlier, else a build
+# from PyPI's source (about 36 minutes on 2 cores, cached in ~/.cache/ember/wheels).
+$(DETECTION): $(STAMP) scripts/install_detection.sh
+	scripts/install_detection.sh $(PY)
+	touch $@
+
+install-detection: $(DETECTION)
 
 demo: $(STAMP)
 	$(PY) -m emberd.demo
@@ -34,7 +45,7 @@ BUF_AGAINST ?= HEAD~1
 breaking-protos: node_modules/.ember-installed
 	.ci/buf-breaking.sh $(BUF_AGAINST)
 
-test: $(STAMP) node_modules/.ember-installed lint-protos breaking-protos
+test: $(STAMP) $(DETECTION) node_modules/.ember-installed lint-protos breaking-protos
 	$(PY) -m pytest -ra -v tests
 
 bench: $(STAMP)

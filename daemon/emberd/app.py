@@ -267,6 +267,8 @@ class Ember:
             hp.setdefault("model.hf_text.checkpoint_name", str(root / "hf_text"))
         if (root / "timm_image").is_dir():
             hp.setdefault("model.timm_image.checkpoint_name", str(root / "timm_image"))
+        if (root / "mmdet_image").is_dir():
+            hp.setdefault("model.mmdet_image.checkpoint_name", str(root / "mmdet_image"))
         return self.fit(name, train, tuning, FitOptions(**{**vars(opts), "hyperparameters": hp}), kind="TRANSFER")
 
     def resume(self, name: str, train: TableRef, tuning: TableRef, scale: ScaleOptions = ScaleOptions()) -> JobRow:
@@ -318,6 +320,8 @@ class Ember:
         with entry.lock:
             if p.problem_type == "regression":
                 return {"values": p.predict(frame, as_pandas=False).tolist(), "version": v}
+            if p.problem_type == "object_detection":
+                return {"detections": p.predict(frame, as_pandas=False), "version": v}
             proba = p.predict_proba(frame, as_pandas=False)
         classes = p.class_labels or []
         labels = [str(classes[i]) for i in np.asarray(proba).argmax(1)]

@@ -188,6 +188,12 @@ class ModelServicer(model_grpc.ModelServiceServicer):
     def Predict(self, request, context):  # noqa: N802
         r = self.app.predict(request.model_name, request.version, self.s.frame(request.data), request.with_probabilities)
         out = model_pb.PredictResponse(version=r["version"])
+        if "detections" in r:
+            out.detections.extend(
+                model_pb.ImageDetections(boxes=[model_pb.DetectedBox(x1=d["bbox"][0], y1=d["bbox"][1], x2=d["bbox"][2], y2=d["bbox"][3], score=d["score"], label=d["class"]) for d in found])
+                for found in r["detections"]
+            )
+            return out
         if "values" in r:
             out.values.extend(r["values"])
             return out

@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "predict":
             df = read_table(args.table)
             r = client.predict(args.model, df)
+            for found in r.detections:  # a detector: one JSON line of boxes per row
+                print(json.dumps([{"bbox": [b.x1, b.y1, b.x2, b.y2], "score": b.score, "class": b.label} for b in found.boxes]))
             for v in (r.labels or r.values):
                 print(v)
     except EmberRpcError as e:

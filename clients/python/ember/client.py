@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import grpc
+import numpy as np
 import pandas as pd
 
 from .v1 import (
@@ -155,7 +156,10 @@ class Client:
 
     @staticmethod
     def rows(df: pd.DataFrame) -> table_pb2.TableData:
-        """Small frames go inline as JSON (no upload round trip)."""
+        """Small frames go inline (no upload round trip): as JSON, or as Parquet when cells
+        hold bytes (images) or lists (detection boxes), which JSON cannot carry."""
+        if any(df[c].map(lambda v: isinstance(v, (bytes, bytearray, list, np.ndarray))).any() for c in df.columns if df[c].dtype == object):
+            return table_pb2.TableData(parquet=table_bytes(df))
         return table_pb2.TableData(json_records=df.to_json(orient="records"))
 
     # ---- models -----------------------------------------------------------------------------

@@ -126,17 +126,22 @@ class MultiModalPredictor:
     def _transfer_source(hp: dict[str, Any]) -> str | None:
         """A checkpoint_name that points into a folder written by ``dump_model`` becomes a
         Transfer from that dump (the daemon holds the files); other values pass through."""
-        for key in ("model.hf_text.checkpoint_name", "model.timm_image.checkpoint_name"):
+        for key in ("model.hf_text.checkpoint_name", "model.timm_image.checkpoint_name", "model.mmdet_image.checkpoint_name"):
             v = hp.get(key)
             if isinstance(v, str) and (Path(v).parent / ARTIFACT_MARK).exists():
                 hp.pop(key)
                 return json.loads((Path(v).parent / ARTIFACT_MARK).read_text())["artifact_id"]
         return None
 
-    def predict(self, data: pd.DataFrame | str, as_pandas: bool = True, **unused: Any) -> pd.Series | np.ndarray:
+    def predict(self, data: pd.DataFrame | str, as_pandas: bool = True, **unused: Any) -> pd.Series | np.ndarray | list:
+        """Labels or values; for a detector, per row a list of ``{"bbox": [x1, y1, x2, y2],
+        "score": s, "class": name}`` (pixels of the original image)."""
         df = _frame(data)
         r = self.client.predict(self._name, df)
         out: np.ndarray
+        if self.problem_type == "object_detection":
+            found = [[{"bbox": [b.x1, b.y1, b.x2, b.y2], "score": b.score, "class": b.label} for b in d.boxes] for d in r.detections]
+            return pd.Series(found, index=df.index, name=self.label) if as_pandas else found
         if r.values:
             out = np.asarray(r.values)
         else:

@@ -58,6 +58,19 @@ class ImageConfig:
 
 
 @dataclass(frozen=True)
+class DetectionConfig:
+    checkpoint_name: str = _s(
+        "fcos_r18_tiny",
+        "mmdet detector preset (see detection.detectors.PRESETS) or a folder written by dump_model "
+        "(mmdet_image/: its backbone and neck start the new detector)",
+    )
+    image_size: int = _s(128, "square side the images are resized to (boxes scaled alike)")
+    train_transforms: tuple[str, ...] = _f(("hflip",), "augmentations while training: 'hflip'")
+    score_threshold: float = _f(0.05, "detections scoring below this are dropped at predict time")
+    max_detections: int = _f(100, "most detections kept per image (after NMS)")
+
+
+@dataclass(frozen=True)
 class NumericConfig:
     hidden_size: int = _s(128, "width of the numeric MLP")
 
@@ -105,6 +118,7 @@ class EnvConfig:
 _SECTIONS: dict[str, str] = {
     "model.hf_text": "text",
     "model.timm_image": "image",
+    "model.mmdet_image": "detection",
     "model.numerical_mlp": "numeric",
     "model.categorical_mlp": "categorical",
     "model.fusion_mlp": "fusion",
@@ -119,7 +133,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "env.kernels": ("ops", "reference"),
 }
 
-MODEL_NAMES = ("hf_text", "timm_image", "numerical_mlp", "categorical_mlp", "fusion_mlp")
+MODEL_NAMES = ("hf_text", "timm_image", "mmdet_image", "numerical_mlp", "categorical_mlp", "fusion_mlp")
 
 
 @dataclass(frozen=True)
@@ -129,6 +143,7 @@ class Config:
     names: tuple[str, ...] | None = None  # model.names: backbones allowed (None = by columns)
     text: TextConfig = TextConfig()
     image: ImageConfig = ImageConfig()
+    detection: DetectionConfig = DetectionConfig()
     numeric: NumericConfig = NumericConfig()
     categorical: CategoricalConfig = CategoricalConfig()
     fusion: FusionConfig = FusionConfig()

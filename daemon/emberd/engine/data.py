@@ -25,7 +25,8 @@ PROBLEM_TYPES = ("binary", "multiclass", "regression")
 
 
 def load_table(data: pd.DataFrame | str | os.PathLike, *, what: str = "data") -> pd.DataFrame:
-    """A DataFrame as given, or read from a Parquet, CSV or TSV path."""
+    """A DataFrame as given, or read from a Parquet, CSV or TSV path, or from COCO-style
+    annotations (a ``.json`` path: the detection form, see ``detection.data.load_coco``)."""
     if isinstance(data, pd.DataFrame):
         df = data
     elif isinstance(data, (str, os.PathLike)):
@@ -39,8 +40,12 @@ def load_table(data: pd.DataFrame | str | os.PathLike, *, what: str = "data") ->
             df = pd.read_csv(path, sep="\t")
         elif suffix == ".csv":
             df = pd.read_csv(path)
+        elif suffix == ".json":  # COCO-style detection annotations
+            from .detection.data import load_coco
+
+            df = load_coco(path)
         else:
-            raise InvalidArgument(f"{what}: cannot read {path.name!r}; give a .parquet, .csv or .tsv file or a DataFrame")
+            raise InvalidArgument(f"{what}: cannot read {path.name!r}; give a .parquet, .csv or .tsv file, COCO annotations (.json) or a DataFrame")
     else:
         raise InvalidArgument(f"{what}: expected a pandas DataFrame or a file path, got {type(data).__name__}")
     if len(df) == 0:

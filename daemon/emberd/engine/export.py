@@ -39,6 +39,7 @@ from torch import nn
 
 from .errors import EmberError, FailedPrecondition, InvalidArgument, Unsupported
 from .inference import raw_outputs
+from .detection.model import DetectionModel
 from .model_store import ModelStore, TrainedModel
 from .storage import fresh_staging_dir, publish_dir, write_json
 
@@ -219,7 +220,7 @@ def _versions(opset: int) -> dict[str, str]:
 
 
 def export_model(
-    model: TrainedModel,
+    model: TrainedModel | DetectionModel,
     out_dir: str | Path,
     parity_rows: pd.DataFrame,
     *,
@@ -232,6 +233,8 @@ def export_model(
     ignored) for the parity run; at least 2. ``opset``: the ONNX opset (default 18)."""
     from ember.onnx import FORMAT, OnnxPredictor
 
+    if isinstance(model, DetectionModel):
+        return _export_detector(model, Path(out_dir), parity_rows, opset)
     _check_exportable(model)
     s = model.schema
     rows = parity_rows.reset_index(drop=True)
@@ -316,6 +319,24 @@ def export_model(
         if backbones:
             manifest["backbones"] = _export_backbones(model, rows, staging, opset)
         write_json(staging / "manifest.json", manifest)
+        publish_dir(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _export_detector(model: DetectionModel, out_dir: Path, rows: pd.DataFrame, opset: int) -> Path:
+    """A detector up to its head's raw outputs (``detection.export``), staged and published
+    only when onnxruntime agrees with torch within ``TOLERANCE`` (relative to magnitude)."""
+    from .detection.export import export_onnx
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = fresh_staging_dir(out_dir.parent, out_dir.name)
+    try:
+        parity = export_onnx(model, staging, rows.head(8), opset=opset)["parity"]
+        if parity["max_rel_diff"] > TOLERANCE:
+            raise ParityError(f"onnxruntime disagrees with torch on the detector's raw outputs: {parity}")
         publish_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

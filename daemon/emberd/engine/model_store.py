@@ -6,6 +6,7 @@
     model.safetensors            all weights of the network
     schema.json config.json      how rows are read; the hyperparameters (dotted keys)
     hf_text/  timm_image/        backbone configs + tokenizer files (architecture, no weights)
+    mmdet_image/config.json      a detector's mmdet config (object_detection models)
     metrics.json lineage.json    validation score and history; parent version, data digest
     val.parquet                  the validation rows, re-scored after the next continued fit
 <path>/run/run.json, last.ckpt   the current or last training run (for resume)
@@ -21,11 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
 from .config import Config
 from .data import Schema
+from .detection.data import DETECTION
+from .detection.model import DetectionModel
 from .errors import FailedPrecondition, NotFound
 from .features import Collator, Encoded, SpecialTokens, encode_table, pad_multiple_for
 from .models import MultimodalNet, build_net
@@ -34,10 +38,23 @@ from .storage import fresh_staging_dir, publish_dir, read_json, read_tensors, re
 FORMAT = 1
 
 
+def _plain(v: Any) -> Any:
+    """A list cell (a Python list, or the arrays Parquet gives back) as nested lists."""
+    if isinstance(v, np.ndarray):
+        v = v.tolist()
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v.item() if isinstance(v, np.generic) else v
+
+
 def frame_digest(df: pd.DataFrame) -> str:
-    """A content digest of a frame (lineage: which data a version came from)."""
+    """A content digest of a frame (lineage: which data a version came from); list cells
+    (detection boxes and labels) count by their values, whether lists or arrays."""
     h = hashlib.sha256()
     h.update(",".join(map(str, df.columns)).encode())
+    lists = [c for c in df.columns if df[c].dtype == object and df[c].map(lambda v: isinstance(v, (list, np.ndarray))).any()]
+    if lists:
+        df = df.assign(**{c: df[c].map(lambda v: repr(_plain(v))) for c in lists})
     h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
     return h.hexdigest()
 
@@ -120,6 +137,13 @@ class TrainedModel:
         return cls(schema, cfg, net, tokenizer)
 
 
+def load_model(folder: Path, weights: dict[str, torch.Tensor] | None) -> "TrainedModel | DetectionModel":
+    """The model whose assets are in ``folder`` (a detector or a multimodal network)."""
+    if read_json(folder / "schema.json")["problem_type"] == DETECTION:
+        return DetectionModel.from_assets(folder, weights)
+    return TrainedModel.from_assets(folder, weights)
+
+
 class ModelStore:
     """The folder of one predictor: its metadata, versions and training run."""
 
@@ -155,15 +179,15 @@ class ModelStore:
         d = self.path / "versions"
         return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
 
-    def load_version(self, version: int) -> TrainedModel:
+    def load_version(self, version: int) -> "TrainedModel | DetectionModel":
         d = self.version_dir(version)
         if not d.is_dir():
             raise NotFound(f"version {version} of {str(self.path)!r} does not exist; versions: {self.versions()}")
-        return TrainedModel.from_assets(d, read_tensors(d / "model.safetensors"))
+        return load_model(d, read_tensors(d / "model.safetensors"))
 
     def publish_version(
         self,
-        model: TrainedModel,
+        model: "TrainedModel | DetectionModel",
         *,
         metrics: dict[str, Any],
         lineage: dict[str, Any],

@@ -11,8 +11,10 @@ import pandas as pd
 
 from .config import Config
 from .data import Schema, drop_unlabelled, infer_schema
+from .detection.data import DETECTION, is_detection_frame
+from .detection.plan import plan_detection
 from .distributed import Scale, split_scale
-from .errors import FailedPrecondition, InvalidArgument
+from .errors import FailedPrecondition, InvalidArgument, Unsupported
 from .metrics import canonical, default_metric
 from .models.image import check_image_checkpoint
 from .models.text import resolve_text_checkpoint
@@ -46,6 +48,19 @@ def plan_fit(
         raise InvalidArgument(f"label column {label!r} is not in train_data; its columns are {list(train_df.columns)}")
     if train_df[label].isna().all():
         raise InvalidArgument(f"label column {label!r} is all missing (NaN) in train_data")
+    detection = current[0].problem_type == DETECTION if current else (problem_type == DETECTION or (problem_type is None and is_detection_frame(train_df)))
+    if detection:
+        if current is not None and problem_type and problem_type != DETECTION:
+            raise FailedPrecondition(f"this model is {DETECTION}; a continued fit cannot change it to {problem_type}")
+        if current is not None:
+            _refuse_structural(current[1], dict(hyperparameters or {}))
+        if scale is not None and scale.world_size > 1:
+            raise Unsupported(f"{DETECTION} trains on one process for now; drop the env.devices/env.num_nodes settings")
+        schema, cfg, metric = plan_detection(
+            label=label, train_df=train_df, tuning_df=tuning_df, hyperparameters=hyperparameters,
+            eval_metric=eval_metric, column_types=column_types, current=current,
+        )
+        return FitPlan(schema, cfg, metric, continued=current is not None, scale=Scale())
     if current is None:
         cfg = Config.from_overrides(hyperparameters)
         schema = infer_schema(train_df, label, problem_type, column_types, cfg.names)
@@ -59,13 +74,7 @@ def plan_fit(
             raise FailedPrecondition(f"this model predicts {schema.label!r}; a continued fit cannot switch to {label!r}")
         if problem_type and problem_type != schema.problem_type:
             raise FailedPrecondition(f"this model is {schema.problem_type}; a continued fit cannot change it to {problem_type}")
-        changes = base.structural_changes(hyperparameters)
-        if changes:
-            raise FailedPrecondition(
-                "a continued fit keeps the model's structure; these overrides would change it: "
-                + "; ".join(changes)
-                + ". Fit a new model (another path or name) to change them, or drop them."
-            )
+        _refuse_structural(base, hyperparameters)
         cfg = Config.from_overrides(hyperparameters, base=base)
     metric = canonical(eval_metric or default_metric(schema.problem_type), schema.problem_type)
     schema.check_columns(train_df, with_label=True, what="train_data")
@@ -76,3 +85,13 @@ def plan_fit(
     if len(drop_unlabelled(train_df, label)) < 2:
         raise InvalidArgument("train_data needs at least 2 labelled rows")
     return FitPlan(schema, cfg, metric, continued=current is not None, scale=scale or Scale())
+
+
+def _refuse_structural(base: Config, hyperparameters: dict[str, Any]) -> None:
+    changes = base.structural_changes(hyperparameters)
+    if changes:
+        raise FailedPrecondition(
+            "a continued fit keeps the model's structure; these overrides would change it: "
+            + "; ".join(changes)
+            + ". Fit a new model (another path or name) to change them, or drop them."
+        )

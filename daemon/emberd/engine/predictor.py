@@ -19,10 +19,14 @@ import torch
 from .config import Config
 from .data import drop_unlabelled, load_table
 from .distributed import Scale, launched_rank, local_world_size, params_digest, split_scale
-from .errors import FailedPrecondition, InvalidArgument
+from .errors import FailedPrecondition, InvalidArgument, Unsupported
 from .inference import raw_outputs, to_predictions
 from .metrics import canonical, default_metric, higher_is_better, score
-from .model_store import ModelStore, TrainedModel, frame_digest
+from .detection.data import DETECTION, check_detection_rows
+from .detection.evaluation import METRICS as DETECTION_METRICS, check_metrics, coco_map
+from .detection.model import DetectionModel
+from .detection.training import train_detector
+from .model_store import ModelStore, TrainedModel, frame_digest, load_model
 from .models import build_net
 from .plan import plan_fit
 from .storage import read_json, write_json
@@ -65,7 +69,7 @@ class Predictor:
         self.eval_metric = eval_metric
         self.path = str(path) if path is not None else os.path.join("EmberModels", time.strftime("ember-%Y%m%d_%H%M%S"))
         self.verbosity = verbosity
-        self._model: TrainedModel | None = None
+        self._model: TrainedModel | DetectionModel | None = None
         self._version: int | None = None
         self._resume = False
         self.fit_summary: dict[str, Any] | None = None
@@ -169,8 +173,9 @@ class Predictor:
                     "or choose another path for a new model"
                 )
             torch.manual_seed(seed)  # new layers start from the same weights for the same seed
-            net = build_net(schema, cfg, pretrained=True)
-            model = TrainedModel(schema, cfg, net, self._tokenizer(cfg) if schema.text else None)
+            model = self._new_model(schema, cfg)
+        elif isinstance(parent, DetectionModel):
+            model = parent.continued(cfg)
         else:
             model = TrainedModel(schema, cfg, copy.deepcopy(parent.net), parent.tokenizer)
 
@@ -206,7 +211,7 @@ class Predictor:
         if scale is not None:  # the same run on another number of processes
             run = {**run, "scale": scale.to_dict()}
         rank = launched_rank(Scale.from_dict(run.get("scale")))
-        model = TrainedModel.from_assets(store.run_dir / "assets", None)
+        model = load_model(store.run_dir / "assets", None)
         ckpt = store.run_dir / "last.ckpt"
         if not ckpt.exists():
             # Killed before its first checkpoint: start the run again from its starting weights.
@@ -215,8 +220,11 @@ class Predictor:
             if base is not None:
                 model.net.load_state_dict(base)
             else:
-                model = TrainedModel(model.schema, model.cfg, build_net(model.schema, model.cfg, pretrained=True), model.tokenizer)
-        model.schema.check_columns(train_df, with_label=True, what="train_data")
+                model = self._new_model(model.schema, model.cfg)
+        if isinstance(model, DetectionModel):
+            check_detection_rows(train_df, model.schema, with_label=True, what="train_data")
+        else:
+            model.schema.check_columns(train_df, with_label=True, what="train_data")
         _set_threads(model.cfg)
         train_df, val_df = self._split(train_df, tuning_df, model.cfg, run["seed"])
         self._resume = False
@@ -225,7 +233,7 @@ class Predictor:
     def _run(
         self,
         store: ModelStore,
-        model: TrainedModel,
+        model: TrainedModel | DetectionModel,
         run: dict[str, Any],
         train_df: pd.DataFrame,
         val_df: pd.DataFrame,
@@ -242,24 +250,38 @@ class Predictor:
         val_enc = model.encode(val_df, with_labels=True, skip_bad_images=True)
         emit({"kind": "state", "state": "training", "train_rows": train_enc.n, "val_rows": val_enc.n, "resumed": resume_from is not None,
               "world_size": scale.world_size})
-        result = train(
-            model.net,
-            schema,
-            cfg,
-            train_enc=train_enc,
-            val_enc=val_enc,
-            make_collator=lambda enc, train: model.collator(enc, train=train, seed=run["seed"]),
-            metric=run["metric"],
-            time_limit=run["time_limit"],
-            started=started,
-            checkpoint_path=store.run_dir / "last.ckpt",
-            resume_from=resume_from,
-            fresh_head=run["parent_version"] is None,
-            seed=run["seed"],
-            emit=emit,
-            scale=scale,
-            rank=rank,
-        )
+        if isinstance(model, DetectionModel):
+            result = train_detector(
+                model,
+                train_set=train_enc,
+                val_set=val_enc,
+                continued=run["parent_version"] is not None,
+                time_limit=run["time_limit"],
+                started=started,
+                checkpoint_path=store.run_dir / "last.ckpt",
+                resume_from=resume_from,
+                seed=run["seed"],
+                emit=emit,
+            )
+        else:
+            result = train(
+                model.net,
+                schema,
+                cfg,
+                train_enc=train_enc,
+                val_enc=val_enc,
+                make_collator=lambda enc, train: model.collator(enc, train=train, seed=run["seed"]),
+                metric=run["metric"],
+                time_limit=run["time_limit"],
+                started=started,
+                checkpoint_path=store.run_dir / "last.ckpt",
+                resume_from=resume_from,
+                fresh_head=run["parent_version"] is None,
+                seed=run["seed"],
+                emit=emit,
+                scale=scale,
+                rank=rank,
+            )
         model.net.eval()
         ranks = {"rank": rank, "world_size": scale.world_size, "params_sha256": params_digest(model.net)}
         if rank != 0:  # the same weights as rank 0's (params_sha256 shows it); rank 0 writes them
@@ -297,6 +319,12 @@ class Predictor:
         emit({"kind": "state", "state": "succeeded", "version": version, "val_score": result.best_score})
         return self
 
+    @staticmethod
+    def _new_model(schema: Any, cfg: Config) -> TrainedModel | DetectionModel:
+        if schema.problem_type == DETECTION:
+            return DetectionModel.create(schema, cfg)
+        return TrainedModel(schema, cfg, build_net(schema, cfg, pretrained=True), Predictor._tokenizer(cfg) if schema.text else None)
+
     # ---- checks -----------------------------------------------------------------------
     def _split(self, train_df: pd.DataFrame, tuning_df: pd.DataFrame | None, cfg: Config, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         if tuning_df is not None:
@@ -322,11 +350,11 @@ class Predictor:
             "before": before,
             "after": after,
             "change": change,
-            "forgot": (change < 0) if higher_is_better(metric) else (change > 0),
+            "forgot": (change < 0) if metric in DETECTION_METRICS or higher_is_better(metric) else (change > 0),
         }
 
     # ---- inference --------------------------------------------------------------------
-    def _require_model(self) -> TrainedModel:
+    def _require_model(self) -> TrainedModel | DetectionModel:
         if self._model is None:
             raise FailedPrecondition("this predictor has no trained model yet: call fit first")
         return self._model
@@ -338,7 +366,9 @@ class Predictor:
         raw = raw_outputs(model.net, model.collator(enc, train=False), enc.lengths(model.cfg.text.text_pair_mode), model.cfg.env.eval_batch_size)
         return raw, enc
 
-    def _score(self, model: TrainedModel, df: pd.DataFrame, metric: str) -> float:
+    def _score(self, model: TrainedModel | DetectionModel, df: pd.DataFrame, metric: str) -> float:
+        if isinstance(model, DetectionModel):
+            return self._detection_scores(model, df, [metric])[metric]
         df = drop_unlabelled(df, model.schema.label)
         raw, enc = self._raw(model, df, with_labels=True)
         y = enc.labels.numpy()
@@ -346,9 +376,14 @@ class Predictor:
             y = y.astype(np.float64) * model.schema.label_std + model.schema.label_mean
         return score(metric, y, to_predictions(model.schema, raw))
 
-    def predict(self, data: pd.DataFrame | str, as_pandas: bool = True) -> pd.Series | np.ndarray:
+    def predict(self, data: pd.DataFrame | str, as_pandas: bool = True) -> pd.Series | np.ndarray | list:
+        """Labels, values, or for a detector each row's detections: a list of
+        ``{"bbox": [x1, y1, x2, y2], "score": s, "class": name}`` (original pixels)."""
         model = self._require_model()
         df = load_table(data)
+        if isinstance(model, DetectionModel):
+            out = self._detect(model, df)
+            return pd.Series(out, index=df.index, name=model.schema.label) if as_pandas else out
         raw, _ = self._raw(model, df)
         out = to_predictions(model.schema, raw)
         if model.schema.problem_type != "regression":
@@ -361,8 +396,8 @@ class Predictor:
 
     def predict_proba(self, data: pd.DataFrame | str, as_pandas: bool = True, as_multiclass: bool = True) -> pd.DataFrame | np.ndarray:
         model = self._require_model()
-        if model.schema.problem_type == "regression":
-            raise FailedPrecondition("predict_proba is for classification; this model is regression: use predict")
+        if model.schema.problem_type in ("regression", DETECTION):
+            raise FailedPrecondition(f"predict_proba is for classification; this model is {model.schema.problem_type}: use predict")
         df = load_table(data)
         raw, _ = self._raw(model, df)
         proba = to_predictions(model.schema, raw)
@@ -376,6 +411,9 @@ class Predictor:
         df = load_table(data)
         if model.schema.label not in df.columns:
             raise InvalidArgument(f"evaluate needs the label column {model.schema.label!r}; data has {list(df.columns)}")
+        if isinstance(model, DetectionModel):
+            names = [metrics] if isinstance(metrics, str) else list(metrics or [self.eval_metric or "map"])
+            return self._detection_scores(model, df, check_metrics(names))
         names = [metrics] if isinstance(metrics, str) else list(metrics or [self.eval_metric or default_metric(model.schema.problem_type)])
         names = [canonical(m, model.schema.problem_type) for m in names]
         df = drop_unlabelled(df, model.schema.label)
@@ -392,6 +430,8 @@ class Predictor:
         from .features import LengthBuckets
 
         model = self._require_model()
+        if isinstance(model, DetectionModel):
+            raise Unsupported("extract_embedding is for classification and regression models; a detector gives boxes: use predict")
         df = load_table(data)
         model.schema.check_columns(df, with_label=False)
         enc = model.encode(df, with_labels=False, skip_bad_images=False)
@@ -405,10 +445,28 @@ class Predictor:
             out[rows] = f
         return torch.from_numpy(out) if as_tensor else out
 
+    def _detect(self, model: DetectionModel, df: pd.DataFrame) -> list[list[dict[str, Any]]]:
+        check_detection_rows(df, model.schema, with_label=False, what="data")
+        ds = model.encode(df, with_labels=False, skip_bad_images=False)
+        _set_threads(model.cfg)
+        classes = model.schema.classes
+        return [
+            [{"bbox": [float(v) for v in b], "score": float(sc), "class": classes[int(c)]} for b, sc, c in zip(*found)]
+            for found in model.detect(ds)
+        ]
+
+    def _detection_scores(self, model: DetectionModel, df: pd.DataFrame, names: list[str]) -> dict[str, float]:
+        """COCO mAP and friends (``detection.evaluation.METRICS``) on labelled rows."""
+        check_detection_rows(df, model.schema, with_label=True, what="data")
+        ds = model.encode(df, with_labels=True, skip_bad_images=False)
+        _set_threads(model.cfg)
+        scores = coco_map(model.detect(ds), model.targets(ds), len(model.schema.classes))
+        return {m: scores[m] for m in names}
+
     # ---- dump -------------------------------------------------------------------------
     def dump_model(self, save_path: str | os.PathLike | None = None) -> str:
         """Each backbone in its own library's format: ``hf_text/`` (transformers),
-        ``timm_image/`` (timm). Returns the folder."""
+        ``timm_image/`` (timm), ``mmdet_image/`` (a whole mmdet detector). Returns the folder."""
         from .dump import dump_backbones
 
         model = self._require_model()

@@ -158,8 +158,6 @@ def train(
         s, loss = broadcast_floats([s, loss])
         return s, loss
 
-    validator: Validator
-
     # What one validation costs, from a probe forward (the second of two: the first pays
     # warm-up), until the first real validation measures it.
     probe_rows = np.arange(min(32, val_enc.n))
@@ -168,27 +166,10 @@ def train(
         raw_outputs(net, val_collator, val_lengths[probe_rows], cfg.env.eval_batch_size)
         t_probe = time.monotonic() - t_probe
     val_estimate = t_probe / len(probe_rows) * val_enc.n
-
-    def reserve() -> float:
-        # final validation (measured, or the probe's estimate), the soup's evaluations, writing the model
-        ev = validator.last_eval_s or val_estimate
-        # the soup re-validates averages with the kept checkpoints (at most top_k - 1)
-        soup_evals = min(cfg.optim.top_k, len(validator.top) + 1) - 1 if cfg.optim.top_k_average_method != "best" else 0
-        return ev * (1 + soup_evals) + 1.5
-
-    budget = TimeBudget(time_limit, started, reserve)
     steps_per_epoch = len(sampler)
-    validator = Validator(
-        evaluate,
-        higher_is_better=higher_is_better(metric),
-        every_steps=max(1, math.ceil(steps_per_epoch * cfg.optim.val_check_interval)),
-        patience=cfg.optim.patience,
-        top_k=cfg.optim.top_k,
-        frozen={n for n, p in net.named_parameters() if not p.requires_grad},
-        checkpoint_path=checkpoint_path,
-        checkpoint_interval_s=cfg.optim.checkpoint_interval_s,
-        budget=budget,
-        emit=emit,
+    budget, validator = budget_and_validator(
+        cfg, evaluate, higher_is_better(metric), val_estimate=val_estimate, time_limit=time_limit, started=started,
+        steps_per_epoch=steps_per_epoch, net=net, checkpoint_path=checkpoint_path, emit=emit,
     )
 
     # On several ranks only rank 0 fits the head: DDP starts every rank from rank 0's weights.
@@ -205,6 +186,69 @@ def train(
     backbones = [net.encoders[k] for k in ("text", "image") if k in net.encoders]
     if cfg.optim.linear_probe_frac > 0 and backbones and net.fusion is not None:
         callbacks.insert(2, LinearProbe(backbones, schedule, cfg.optim.linear_probe_frac))
+    lit = LitModel(net, schema.problem_type, cfg)
+    return run_lightning(
+        lit, loader, cfg, budget=budget, validator=validator, progress=progress, callbacks=callbacks,
+        time_limit=time_limit, resume_from=resume_from, scale=scale,
+    )
+
+
+def budget_and_validator(
+    cfg: Config,
+    evaluate: Callable[[], tuple[float, float]],
+    higher_is_better: bool,
+    *,
+    val_estimate: float,
+    time_limit: float | None,
+    started: float,
+    steps_per_epoch: int,
+    net: nn.Module,
+    checkpoint_path: Path,
+    emit: Callable[[dict[str, Any]], None],
+) -> tuple[TimeBudget, Validator]:
+    """The run's time budget (reserving the final validation, the soup's evaluations and
+    writing the model) and its validator (every ``val_check_interval`` of an epoch)."""
+    validator: Validator
+
+    def reserve() -> float:
+        # final validation (measured, or the estimate), the soup's evaluations, writing the model
+        ev = validator.last_eval_s or val_estimate
+        # the soup re-validates averages with the kept checkpoints (at most top_k - 1)
+        soup_evals = min(cfg.optim.top_k, len(validator.top) + 1) - 1 if cfg.optim.top_k_average_method != "best" else 0
+        return ev * (1 + soup_evals) + 1.5
+
+    budget = TimeBudget(time_limit, started, reserve)
+    validator = Validator(
+        evaluate,
+        higher_is_better=higher_is_better,
+        every_steps=max(1, math.ceil(steps_per_epoch * cfg.optim.val_check_interval)),
+        patience=cfg.optim.patience,
+        top_k=cfg.optim.top_k,
+        frozen={n for n, p in net.named_parameters() if not p.requires_grad},
+        checkpoint_path=checkpoint_path,
+        checkpoint_interval_s=cfg.optim.checkpoint_interval_s,
+        budget=budget,
+        emit=emit,
+    )
+    return budget, validator
+
+
+def run_lightning(
+    lit: L.LightningModule,
+    loader: torch.utils.data.DataLoader,
+    cfg: Config,
+    *,
+    budget: TimeBudget,
+    validator: Validator,
+    progress: Progress,
+    callbacks: list[L.Callback],
+    time_limit: float | None,
+    resume_from: Path | None,
+    scale: Scale = Scale(),
+    **trainer_options: Any,
+) -> RunResult:
+    """Fit ``lit`` with Ember's callbacks and pickle-free checkpoints on ``scale``'s
+    processes, then load the selected (soup) weights into ``lit.net``."""
     trainer = L.Trainer(
         **scale.trainer_args(),
         max_epochs=cfg.optim.max_epochs,
@@ -217,8 +261,8 @@ def train(
         use_distributed_sampler=False,
         plugins=[SafeCheckpointIO()],
         callbacks=callbacks,
+        **trainer_options,
     )
-    lit = LitModel(net, schema.problem_type, cfg)
     t0 = time.monotonic()
     trainer.fit(lit, train_dataloaders=loader, ckpt_path=str(resume_from) if resume_from else None)
     train_s = time.monotonic() - t0
@@ -229,7 +273,7 @@ def train(
         else "max_epochs"
     )
     final_score, averaged = validator.soup(lit, cfg.optim.top_k_average_method)
-    net.cpu()
+    lit.net.cpu()
     return RunResult(
         best_score=final_score,
         averaged_steps=averaged,

@@ -174,18 +174,42 @@ class PredictRequest(_message.Message):
     def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ..., data: _Optional[_Union[_table_pb2.TableData, _Mapping]] = ..., with_probabilities: _Optional[bool] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
-    __slots__ = ("labels", "values", "classes", "probabilities", "version")
+    __slots__ = ("labels", "values", "classes", "probabilities", "version", "detections")
     LABELS_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
     CLASSES_FIELD_NUMBER: _ClassVar[int]
     PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    DETECTIONS_FIELD_NUMBER: _ClassVar[int]
     labels: _containers.RepeatedScalarFieldContainer[str]
     values: _containers.RepeatedScalarFieldContainer[float]
     classes: _containers.RepeatedScalarFieldContainer[str]
     probabilities: _containers.RepeatedScalarFieldContainer[float]
     version: int
-    def __init__(self, labels: _Optional[_Iterable[str]] = ..., values: _Optional[_Iterable[float]] = ..., classes: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Iterable[float]] = ..., version: _Optional[int] = ...) -> None: ...
+    detections: _containers.RepeatedCompositeFieldContainer[ImageDetections]
+    def __init__(self, labels: _Optional[_Iterable[str]] = ..., values: _Optional[_Iterable[float]] = ..., classes: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Iterable[float]] = ..., version: _Optional[int] = ..., detections: _Optional[_Iterable[_Union[ImageDetections, _Mapping]]] = ...) -> None: ...
+
+class ImageDetections(_message.Message):
+    __slots__ = ("boxes",)
+    BOXES_FIELD_NUMBER: _ClassVar[int]
+    boxes: _containers.RepeatedCompositeFieldContainer[DetectedBox]
+    def __init__(self, boxes: _Optional[_Iterable[_Union[DetectedBox, _Mapping]]] = ...) -> None: ...
+
+class DetectedBox(_message.Message):
+    __slots__ = ("x1", "y1", "x2", "y2", "score", "label")
+    X1_FIELD_NUMBER: _ClassVar[int]
+    Y1_FIELD_NUMBER: _ClassVar[int]
+    X2_FIELD_NUMBER: _ClassVar[int]
+    Y2_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    score: float
+    label: str
+    def __init__(self, x1: _Optional[float] = ..., y1: _Optional[float] = ..., x2: _Optional[float] = ..., y2: _Optional[float] = ..., score: _Optional[float] = ..., label: _Optional[str] = ...) -> None: ...
 
 class EvaluateRequest(_message.Message):
     __slots__ = ("model_name", "version", "data", "metrics")

@@ -148,7 +148,7 @@ class ModelServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Evaluate(self, request, context):
-        """Scores a model on labelled rows.
+        """Scores a model on labelled rows (detectors: COCO mAP, "map", "map_50", ...).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The detection extra: mmcv 2.1.0 with its compiled CPU ops, then the rest of
+# pyproject's `detection` extra (mmdet, mmengine, pycocotools).
+#
+# mmcv has no wheel on PyPI for this Python/torch, and mmcv-lite cannot serve (mmdet.models
+# imports mmcv.ops). So: a wheel from ../shared/wheels when present, else one built earlier
+# on this machine (EMBER_WHEEL_CACHE, default ~/.cache/ember/wheels), else build it there
+# from PyPI's source distribution (about 36 minutes on 2 cores) with the two changes
+# torch 2.14 needs: setuptools<81 (its setup.py imports pkg_resources) without build
+# isolation, and -std=c++17 raised to -std=c++20 (torch's headers need C++20).
+# Usage: scripts/install_detection.sh [PYTHON]   (default .venv/bin/python)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${1:-.venv/bin/python}
+MMCV=2.1.0
+CACHE=${EMBER_WHEEL_CACHE:-$HOME/.cache/ember/wheels}
+TAG=$($PY -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+WHEEL=mmcv-$MMCV-$TAG-${TAG}-linux_x86_64.whl
+
+if $PY -c "import mmcv, mmcv.ops, sys; sys.exit(mmcv.__version__ != '$MMCV')" 2>/dev/null; then
+  echo "mmcv $MMCV with ops already installed"
+else
+  if [ -f "../shared/wheels/$WHEEL" ]; then
+    src="../shared/wheels/$WHEEL"
+  elif [ -f "$CACHE/$WHEEL" ]; then
+    src="$CACHE/$WHEEL"
+  else
+    echo "building mmcv $MMCV with CPU ops into $CACHE (about 36 minutes on 2 cores)"
+    mkdir -p "$CACHE"
+    build=$(mktemp -d)
+    trap 'rm -rf "$build"' EXIT
+    $PY -m pip install 'setuptools>=77.0.3,<81' wheel ninja
+    $PY -m pip download --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV" -d "$build"
+    tar -xzf "$build/mmcv-$MMCV.tar.gz" -C "$build"
+    sed -i 's/-std=c++17/-std=c++20/g' "$build/mmcv-$MMCV/setup.py"
+    CUDA_VISIBLE_DEVICES= MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=2 \
+      $PY -m pip wheel --no-build-isolation --no-deps -w "$build/dist" "$build/mmcv-$MMCV"
+    cp "$build/dist/$WHEEL" "$CACHE/.$WHEEL.tmp" && mv "$CACHE/.$WHEEL.tmp" "$CACHE/$WHEEL"
+    src="$CACHE/$WHEEL"
+  fi
+  $PY -m pip install "$src"
+fi
+# The rest of the extra, as pyproject.toml lists it (mmcv is satisfied by now).
+$PY -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["detection"]))' \
+  | xargs $PY -m pip install
+$PY -c "import mmdet.models, mmcv.ops, pycocotools; print('detection extra ready: mmdet', __import__('mmdet').__version__)"
