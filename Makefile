@@ -53,6 +53,8 @@ bench: $(STAMP)
 	$(PY) bench/budget_curve.py
 	$(PY) bench/daemon_latency.py
 	$(PY) bench/ddp_throughput.py
+	$(PY) bench/onnx_latency.py
+	$(PY) bench/kernel_ops.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -42,7 +42,7 @@ tests_rc=${PIPESTATUS[0]}
 set -e
 
 echo "== timings on the GPU"
-"$PY" bench/kernels.py --device cuda --quick --plot "$OUTDIR/kernels_cuda.png" | tee "$OUTDIR/gpu_bench.txt"
+"$PY" bench/kernel_ops.py --device cuda --quick --plot "$OUTDIR/kernels_cuda.png" | tee "$OUTDIR/gpu_bench.txt"
 
 echo "== DDP training samples/s per GPU (needs ../shared/data; does not change the exit code)"
 ngpu=$("$PY" -c "import torch; print(torch.cuda.device_count())")
