@@ -18,7 +18,7 @@ import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -118,19 +118,21 @@ class Encoded:
 
 
 # ---- images -----------------------------------------------------------------------------
-def _load_images(values: Sequence[Any], size: int) -> tuple[list[np.ndarray | None], list[str]]:
-    def one(v: Any) -> np.ndarray | str:
+def decode_images(values: Sequence[Any], decode: Callable[[Any], Any]) -> tuple[list[Any | None], list[str]]:
+    """``decode`` each value (path or bytes; never returning a str) on two threads: the
+    results (None where it failed) and an error naming each value that could not be read."""
+    def one(v: Any) -> Any:
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return "missing value"
         try:
-            return load_image(v, size)
+            return decode(v)
         except (OSError, ValueError, UnidentifiedImageError) as e:
             return f"{type(e).__name__}: {e}"
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(one, values))
     errors = []
-    out: list[np.ndarray | None] = []
+    out: list[Any | None] = []
     for v, r in zip(values, results):
         if isinstance(r, str):
             name = v if isinstance(v, str) else f"<{len(v)} bytes>" if isinstance(v, (bytes, bytearray)) else repr(v)
@@ -161,7 +163,7 @@ def encode_table(
     images: list[np.ndarray] = []
     decoded_cols = []
     for col in schema.image:
-        decoded, errors = _load_images(df[col].tolist(), image_size)
+        decoded, errors = decode_images(df[col].tolist(), lambda v: load_image(v, image_size))
         if errors:
             if not skip_bad_images:
                 raise InvalidArgument(

@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,10 +20,11 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from ..data import Schema, _looks_like_image
 from ..errors import InvalidArgument, NotFound
+from ..features import decode_images
 
 log = logging.getLogger("emberd.engine")
 
@@ -154,31 +154,16 @@ def _decode(value: Any, size: int) -> tuple[np.ndarray, tuple[int, int]]:
         return np.asarray(img.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8), hw
 
 
-def _name(v: Any) -> str:
-    return v if isinstance(v, str) else f"<{len(v)} bytes>" if isinstance(v, (bytes, bytearray)) else repr(v)
-
-
 def encode_detection(df: pd.DataFrame, schema: Schema, *, image_size: int, with_labels: bool, skip_bad_images: bool) -> DetectionSet:
     """Decode the rows' images (two threads); a row whose image cannot be read is skipped
     with a warning (fit) or is an error naming it (predict, evaluate)."""
     values: Sequence[Any] = list(df[schema.image[0]])
-
-    def one(v: Any) -> tuple[np.ndarray, tuple[int, int]] | str:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return "missing value"
-        try:
-            return _decode(v, image_size)
-        except (OSError, ValueError, UnidentifiedImageError) as e:
-            return f"{type(e).__name__}: {e}"
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        decoded = list(pool.map(one, values))
-    errors = [f"{_name(v)} ({r})" for v, r in zip(values, decoded) if isinstance(r, str)]
+    decoded, errors = decode_images(values, lambda v: _decode(v, image_size))
     if errors and not skip_bad_images:
         raise InvalidArgument(f"cannot read {len(errors)} image(s): {errors[:5]}; fix or drop those rows")
     if errors:
         log.warning("skipping %d unreadable image(s): %s", len(errors), errors[:5])
-    kept = [i for i, r in enumerate(decoded) if not isinstance(r, str)]
+    kept = [i for i, r in enumerate(decoded) if r is not None]
     if not kept:
         raise InvalidArgument(f"none of the {len(values)} images could be read: {errors[:5]}")
     images = torch.from_numpy(np.stack([decoded[i][0] for i in kept])).permute(0, 3, 1, 2).contiguous()
