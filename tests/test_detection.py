@@ -8,6 +8,7 @@ Training uses one torch thread: on a shared 2-core machine two threads ran 10x s
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -24,7 +25,7 @@ import torch
 from emberd.engine import FailedPrecondition, InvalidArgument, Predictor
 from emberd.engine.config import Config
 from emberd.engine.data import load_table
-from emberd.engine.detection.data import detection_schema, load_coco
+from emberd.engine.detection.data import detection_schema, encode_detection, load_coco
 from emberd.engine.detection.evaluation import coco_map
 from emberd.engine.detection.model import DetectionModel
 from emberd.engine.model_store import frame_digest
@@ -65,6 +66,39 @@ def test_digest_of_list_cells_survives_parquet(tmp_path):
     assert isinstance(back["boxes"][0], np.ndarray)
     assert frame_digest(back) == frame_digest(frame)
     assert frame_digest(shapes_frame(5, seed=7)) != frame_digest(frame)
+
+
+def text_forms(frame: pd.DataFrame, folder: Path) -> dict[str, Path]:
+    """The frame as a client without Parquet writes it: images as base64 data URIs, boxes
+    and labels as JSON (JSON text in TSV)."""
+    uri = [f"data:image/png;base64,{base64.b64encode(b).decode()}" for b in frame["image"]]
+    rows = [{"image": u, "boxes": b, "label": lab} for u, b, lab in zip(uri, frame["boxes"], frame["label"])]
+    (folder / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pd.DataFrame({"image": uri, "boxes": [json.dumps(r["boxes"]) for r in rows], "label": [json.dumps(r["label"]) for r in rows]}).to_csv(
+        folder / "rows.tsv", sep="\t", index=False
+    )
+    return {"jsonl": folder / "rows.jsonl", "tsv": folder / "rows.tsv"}
+
+
+def test_text_tables_carry_images_as_data_uris_and_boxes_as_json(tmp_path):
+    frame = shapes_frame(6, seed=9)
+    schema = detection_schema(frame, "label", None)
+    want = encode_detection(frame, schema, image_size=96, with_labels=True, skip_bad_images=False)
+    for fmt, path in text_forms(frame, tmp_path).items():
+        table = load_table(path)
+        assert detection_schema(table, "label", None) == schema, fmt
+        got = encode_detection(table, schema, image_size=96, with_labels=True, skip_bad_images=False)
+        assert torch.equal(got.images, want.images) and got.sizes == want.sizes, fmt
+        assert all(torch.equal(a, b) for a, b in zip(got.boxes + got.labels, want.boxes + want.labels)), fmt
+    broken = load_table(tmp_path / "rows.jsonl")
+    broken.at[1, "image"] = "data:image/png;base64,not base64!"
+    broken.at[2, "image"] = "data:image/png,raw"
+    with pytest.raises(InvalidArgument, match=r"cannot read 2 image\(s\).*<data:image/png;base64 of \d+ chars>.*give a base64 data URI"):
+        encode_detection(broken, schema, image_size=96, with_labels=True, skip_bad_images=False)
+    bad_label = load_table(tmp_path / "rows.tsv")
+    bad_label.at[0, "label"] = "circle"
+    with pytest.raises(InvalidArgument, match="as JSON text"):
+        Predictor(label="label", path=tmp_path / "m").fit(bad_label, hyperparameters=HP)
 
 
 def test_bad_detection_input_is_refused_before_any_work(tmp_path):

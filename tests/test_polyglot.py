@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import signal
 import subprocess
+import threading
 from concurrent import futures
 from pathlib import Path
 
@@ -177,3 +179,96 @@ def test_node_workflow_against_a_daemon(daemon, tmp_path):
     rows = pd.DataFrame(summary["predict"]["rows"])
     with Client(address) as c:
         assert [str(v) for v in bundle.predict(rows)] == list(c.predict("sst2-node", rows).labels)  # version 2
+
+
+@pytest.mark.slow
+def test_node_detection_workflow_against_a_daemon(tmp_path, capsys):
+    """Detection from Node: COCO folders read and uploaded as JSON Lines (images as data URIs),
+    fit, predict, evaluate, a refused new class, continued fit, dump, export, transfer to new
+    classes, and a fit interrupted by kill -9 of the daemon that Node resumes."""
+    pytest.importorskip("mmdet", reason="the detection extra is not installed: make install-detection")
+    from .shapes import CLASSES, shapes_frame, write_coco
+    from .test_detection import untrained_map
+    from emberd.engine.detection.data import detection_schema
+
+    two = ("circle", "triangle")
+    sets = {"train": shapes_frame(160, seed=0), "more": shapes_frame(60, seed=2), "test": shapes_frame(40, seed=1),
+            "transfer-train": shapes_frame(100, seed=4, classes=two), "transfer-test": shapes_frame(30, seed=5, classes=two)}
+    for name, frame in sets.items():
+        write_coco(frame, tmp_path / "data" / name)
+    root, port = tmp_path / "root", free_port()
+    address = f"127.0.0.1:{port}"
+    procs = [start_daemon_process(root, port)]
+    args = ["--address", address, "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--time-limit", "40",
+            "--chunk-bytes", str(1 << 18), "--victim", "victim-node", "--hp", "env.batch_size=8", "--hp", "env.num_threads=1"]
+    stderr = open(tmp_path / "node.stderr", "w+")
+    run = subprocess.Popen([shutil.which("node"), "detection.js", *args], cwd=NODE_CLIENT, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    watchdog = threading.Timer(1500, run.kill)
+    watchdog.start()
+    lines: list[str] = []
+    try:
+        for line in run.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("checkpoint victim-node job "):  # kill -9 mid-fit; Node follows through the restart
+                os.kill(procs[-1].pid, signal.SIGKILL)
+                procs[-1].wait()
+                procs.append(start_daemon_process(root, port))
+        run.wait(60)
+        stderr.seek(0)
+        out = "\n".join(lines)
+        with capsys.disabled():
+            print("\n".join(line for line in lines if not line.startswith(("  [", "summary "))))
+        assert run.returncode == 0, f"the Node detection workflow failed:\n{stderr.read()}\n{out[-4000:]}"
+        summary = json.loads(lines[-1].removeprefix("summary "))
+
+        # uploads: JSON Lines, every image and box read
+        for key, name in (("train", "train"), ("test", "test"), ("more", "more"), ("transfer_train", "transfer-train")):
+            assert (summary[key]["format"], summary[key]["rows"]) == ("jsonl", len(sets[name])), key
+        assert summary["train"]["chunks"] > 1
+        assert any(line.startswith("bad request: continued Fit of shapes-node with a new class 'star' -> FAILED_PRECONDITION") for line in lines)
+
+        with Client(address) as c:
+            model = c.get_model("shapes-node")
+            assert model.problem_type == "object_detection" and tuple(model.classes) == CLASSES
+            assert [(v.version, v.parent_version) for v in model.versions] == [(1, 0), (2, 1)]
+
+            # Node's detections are the Python client's, box for box
+            test = sets["test"]
+            py = c.predict("shapes-node", test.head(summary["predict"]["rows"]), version=1).detections
+            node_found = summary["predict"]["detections"]
+            assert any(d["boxes"] for d in node_found)
+            for theirs, ours in zip(node_found, py):
+                assert [b["label"] for b in theirs["boxes"]] == [b.label for b in ours.boxes]
+                np.testing.assert_allclose([[b[k] for k in ("x1", "y1", "x2", "y2", "score")] for b in theirs["boxes"]],
+                                           [[b.x1, b.y1, b.x2, b.y2, b.score] for b in ours.boxes], atol=1e-4)
+            # Node's mAP (rows from JSON Lines) is the Python client's (rows as Parquet), and beats an untrained detector
+            node_map = summary["evaluate"]["scores"]["map"]
+            assert node_map == pytest.approx(c.evaluate("shapes-node", test, metrics=["map"], version=1)["map"], abs=1e-9)
+            before = untrained_map(detection_schema(sets["train"], "label", None), test)
+            assert node_map > max(0.08, 3 * before), (node_map, before)
+
+            # the transfer learned the new class set from the dumped detector
+            t = c.get_model("shapes2-node")
+            assert tuple(t.classes) == two and c.get_job(summary["transfer"]["id"]).kind == job_pb2.JOB_KIND_TRANSFER
+            assert summary["transfer"]["evaluate"]["scores"]["map"] > 0.05
+
+            # the victim: interrupted by the kill, resumed by Node to a first version
+            assert len(procs) == 2 and summary["victim"]["fit"]["state"] == "JOB_STATE_INTERRUPTED"
+            assert summary["victim"]["resume"]["state"] == "JOB_STATE_SUCCEEDED"
+            assert c.get_model("victim-node").current_version == 1
+
+        # the dump and the export came down whole: the daemon's files, byte for byte
+        for key in ("dump", "export"):
+            for f in summary[key]["files"]:
+                local = (tmp_path / "out" / key / f["path"]).read_bytes()
+                daemon_copy = (root / "artifacts" / summary[key]["id"] / f["path"]).read_bytes()
+                assert hashlib.sha256(local).hexdigest() == f["sha256"] == hashlib.sha256(daemon_copy).hexdigest()
+        assert json.loads((tmp_path / "out" / "dump" / "mmdet_image" / "classes.json").read_text()) == list(CLASSES)
+        manifest = json.loads((tmp_path / "out" / "export" / "manifest.json").read_text())
+        assert (tmp_path / "out" / "export" / "model.onnx").exists() and manifest["parity"]["max_rel_diff"] <= 1e-5
+    finally:
+        watchdog.cancel()
+        run.kill()
+        stderr.close()
+        procs[-1].send_signal(signal.SIGTERM)
+        procs[-1].wait(30)

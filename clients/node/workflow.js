@@ -10,10 +10,8 @@
 // Exits 1 with the daemon's error when a step fails or a check does not hold.
 
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
-const { parseArgs } = require('node:util');
-const { Client, EmberRpcError } = require('./lib/client');
+const { check, expectRefusal, positive, runMain, Steps } = require('./lib/steps');
 
 const USAGE = `usage: node workflow.js --address HOST:PORT [options]
   --out DIR           where downloads go (default: a new temporary folder)
@@ -68,91 +66,8 @@ function records(table, renames = {}) {
   return table.rows.map((r) => Object.fromEntries(table.columns.map((c, i) => [renames[c] || c, unquote(r[i])])));
 }
 
-// ---- printing -------------------------------------------------------------------------------
-
-function printEvent(event) {
-  const tag = `  [${event.job_id.slice(0, 8)}]`;
-  switch (event.kind) {
-    case 'JOB_EVENT_KIND_STATE': // a job state, or the trainer's own note (state unset)
-      if (event.state === 'JOB_STATE_UNSPECIFIED') console.log(`${tag} note ${event.message}`);
-      else console.log(`${tag} ${event.state.replace('JOB_STATE_', '')}${event.message ? `: ${event.message}` : ''}`);
-      break;
-    case 'JOB_EVENT_KIND_PROGRESS': {
-      const eta = event.eta_s >= 0 ? ` eta ${event.eta_s.toFixed(0)}s` : '';
-      console.log(`${tag} epoch ${event.epoch} step ${event.step} loss ${event.loss.toFixed(4)} ${event.samples_per_s.toFixed(1)} samples/s elapsed ${event.elapsed_s.toFixed(0)}s${eta}`);
-      break;
-    }
-    case 'JOB_EVENT_KIND_VALIDATION':
-      console.log(`${tag} validation at step ${event.step}: ${event.val_score.toFixed(4)}`);
-      break;
-    case 'JOB_EVENT_KIND_CHECKPOINT':
-      console.log(`${tag} checkpoint at step ${event.step}`);
-      break;
-    default:
-      console.log(`${tag} ${event.kind}`);
-  }
-}
-
-function check(condition, message) {
-  if (!condition) throw new Error(`check failed: ${message}`);
-}
-
-/** Runs `call`, which must fail with status `codeName` and a message containing `mentions`. */
-async function expectRefusal(what, codeName, mentions, call) {
-  try {
-    await call();
-  } catch (err) {
-    if (!(err instanceof EmberRpcError)) throw err;
-    check(err.codeName === codeName, `${what}: expected ${codeName}, got ${err.codeName}: ${err.details}`);
-    check(err.details.includes(mentions), `${what}: the message should name ${JSON.stringify(mentions)}: ${err.details}`);
-    console.log(`bad request: ${what} -> ${err.codeName}: ${err.details} (as expected)`);
-    return { what, code: err.codeName, message: err.details };
-  }
-  throw new Error(`check failed: ${what} succeeded; expected ${codeName}`);
-}
-
 // ---- the workflow ---------------------------------------------------------------------------
 
-async function main() {
-  const { values: a } = parseArgs({
-    options: {
-      address: { type: 'string' },
-      out: { type: 'string' },
-      data: { type: 'string', default: path.resolve(__dirname, '..', '..', 'examples', 'data') },
-      rows: { type: 'string', default: '400' },
-      'more-rows': { type: 'string', default: '400' },
-      'sts-rows': { type: 'string', default: '400' },
-      'predict-rows': { type: 'string', default: '8' },
-      'time-limit': { type: 'string', default: '30' },
-      'chunk-bytes': { type: 'string', default: String(1 << 20) },
-      model: { type: 'string', default: 'sst2-node' },
-      'sts-model': { type: 'string', default: 'stsb-node' },
-      help: { type: 'boolean', default: false },
-    },
-  });
-  if (a.help || !a.address) {
-    console.log(USAGE);
-    return a.help ? 0 : 2;
-  }
-  const out = a.out || fs.mkdtempSync(path.join(os.tmpdir(), 'ember-node-'));
-  const summary = { address: a.address, out };
-
-  const client = new Client(a.address);
-  try {
-    await workflow(client, a, summary);
-  } finally {
-    client.close();
-  }
-  console.log(`summary ${JSON.stringify(summary)}`);
-  return 0;
-}
-
-/** The option `name` as a positive number (else an error saying which option is wrong). */
-function positive(a, name) {
-  const value = Number(a[name]);
-  if (!(value > 0)) throw new Error(`--${name} ${a[name]}: give a positive number`);
-  return value;
-}
 
 async function workflow(client, a, summary) {
   const rows = positive(a, 'rows');
@@ -163,34 +78,12 @@ async function workflow(client, a, summary) {
   await client.waitForReady();
   console.log(`ember at ${a.address}; downloads under ${out}`);
 
-  const upload = async (name, bytes, nRows) => {
-    const r = await client.upload(bytes, { name, format: 'tsv', chunkBytes });
-    const how = r.deduplicated ? 'already held' : `${r.chunks} chunks`;
-    console.log(`upload ${name}: ${nRows} rows, ${bytes.length} bytes (${how}) -> dataset ${r.dataset.id} (${r.dataset.num_rows} rows)`);
-    check(r.dataset.num_rows === nRows, `${name}: the daemon read ${r.dataset.num_rows} rows, ${nRows} were sent`);
-    return { id: r.dataset.id, rows: r.dataset.num_rows, bytes: bytes.length, chunks: r.chunks };
-  };
-  const runJob = async (what, job) => {
-    console.log(`${what} ${job.model_name}: job ${job.id} ${job.state.replace('JOB_STATE_', '')}`);
-    const end = await client.follow(job.id, printEvent);
-    if (end.state !== 'JOB_STATE_SUCCEEDED') throw new Error(`${what} ${job.model_name}: job ${job.id} ended ${end.state}: ${end.error}`);
-    console.log(`${what} ${job.model_name}: SUCCEEDED -> version ${end.version}`);
-    return { id: end.id, state: end.state, version: end.version };
-  };
-  const downloadArtifact = async (what, artifact) => {
-    console.log(`${what} ${artifact.model_name} v${artifact.version}: artifact ${artifact.id}, ${artifact.files.length} files, ${artifact.size_bytes} bytes`);
-    const files = await client.download(artifact.id, path.join(out, what));
-    const got = files.map((f) => f.path).sort();
-    check(JSON.stringify(got) === JSON.stringify([...artifact.files].sort()), `${what}: downloaded ${got}, the artifact lists ${artifact.files}`);
-    console.log(`download ${what}: ${got.join(', ')} (sha256 checked) -> ${path.join(out, what)}`);
-    return { id: artifact.id, version: artifact.version, files };
-  };
-
+  const steps = new Steps(client, { out, chunkBytes });
   // 1. upload the SST-2 sample's first rows in chunks, and fit
   const sst2 = readTsv(path.join(a.data, 'sst2_train.tsv'));
   const first = { columns: sst2.columns, rows: sst2.rows.slice(0, rows) };
-  summary.train = await upload('sst2-train-1', tsvBytes(first, ['sentence', 'label']), first.rows.length);
-  summary.fit = await runJob('fit', await client.fit(a.model, summary.train.id, { label: 'label', evalMetric: 'acc', timeLimitS }));
+  summary.train = await steps.upload('sst2-train-1', tsvBytes(first, ['sentence', 'label']), first.rows.length, 'tsv');
+  summary.fit = await steps.runJob('fit', await client.fit(a.model, summary.train.id, { label: 'label', evalMetric: 'acc', timeLimitS }));
   const afterFit = await client.getModel(a.model);
   console.log(`model ${a.model}: ${afterFit.problem_type}, classes ${afterFit.classes.join(' ')}, version ${afterFit.current_version}`);
 
@@ -217,8 +110,8 @@ async function workflow(client, a, summary) {
 
   // 4. continue the fit on new rows: version 2
   const second = { columns: sst2.columns, rows: sst2.rows.slice(rows, rows + moreRows) };
-  summary.train_more = await upload('sst2-train-2', tsvBytes(second, ['sentence', 'label']), second.rows.length);
-  summary.continued_fit = await runJob('continued fit', await client.fit(a.model, summary.train_more.id, { timeLimitS }));
+  summary.train_more = await steps.upload('sst2-train-2', tsvBytes(second, ['sentence', 'label']), second.rows.length, 'tsv');
+  summary.continued_fit = await steps.runJob('continued fit', await client.fit(a.model, summary.train_more.id, { timeLimitS }));
   const model = await client.getModel(a.model);
   const v = model.versions[model.versions.length - 1];
   console.log(`model ${a.model}: version ${v.version} (parent ${v.parent_version}), val ${v.val_score.toFixed(4)}; `
@@ -228,22 +121,33 @@ async function workflow(client, a, summary) {
 
   // 5. dump the backbones and download them
   const dump = await client.dump(a.model);
-  summary.dump = await downloadArtifact('dump', dump);
+  summary.dump = await steps.download('dump', dump);
 
   // 6. transfer the dump to STS-B (regression on sentence pairs)
   const stsb = readTsv(path.join(a.data, 'stsb_train.tsv'));
   const sts = { columns: stsb.columns, rows: stsb.rows.slice(0, positive(a, 'sts-rows')) };
-  summary.sts_train = await upload('stsb-train', tsvBytes(sts, ['sentence1', 'sentence2', 'score']), sts.rows.length);
-  summary.transfer = await runJob('transfer', await client.transfer(a['sts-model'], dump.id, summary.sts_train.id, { label: 'score', timeLimitS }));
+  summary.sts_train = await steps.upload('stsb-train', tsvBytes(sts, ['sentence1', 'sentence2', 'score']), sts.rows.length, 'tsv');
+  summary.transfer = await steps.runJob('transfer', await client.transfer(a['sts-model'], dump.id, summary.sts_train.id, { label: 'score', timeLimitS }));
   const stsModel = await client.getModel(a['sts-model']);
   console.log(`model ${a['sts-model']}: ${stsModel.problem_type}, version ${stsModel.current_version}, val ${stsModel.versions[0].val_score.toFixed(4)} (${stsModel.eval_metric})`);
   summary.transfer.problem_type = stsModel.problem_type;
 
   // 7. export to ONNX (checked by the daemon against torch) and download the bundle
-  summary.export = await downloadArtifact('export', await client.export(a.model));
+  summary.export = await steps.download('export', await client.export(a.model));
 }
 
-main().then((code) => { process.exitCode = code; }, (err) => {
-  console.error(`workflow failed: ${err.message}`);
-  process.exitCode = 1;
-});
+runMain('workflow', {
+  usage: USAGE,
+  required: ['address'],
+  options: {
+    data: { type: 'string', default: path.resolve(__dirname, '..', '..', 'examples', 'data') },
+    rows: { type: 'string', default: '400' },
+    'more-rows': { type: 'string', default: '400' },
+    'sts-rows': { type: 'string', default: '400' },
+    'predict-rows': { type: 'string', default: '8' },
+    'time-limit': { type: 'string', default: '30' },
+    'chunk-bytes': { type: 'string', default: String(1 << 20) },
+    model: { type: 'string', default: 'sst2-node' },
+    'sts-model': { type: 'string', default: 'stsb-node' },
+  },
+}, workflow);

@@ -18,12 +18,13 @@ from typing import Iterable
 import pandas as pd
 import pyarrow.parquet as pq
 
-from .engine.data import load_table
+from .engine.data import load_table, read_jsonl
+from .engine.data import records_frame as engine_records_frame
 from .engine.errors import DataLoss, InvalidArgument, NotFound, PermissionDenied
 from .engine.storage import fsync_dir
 from .registry import Registry
 
-FORMATS = ("parquet", "csv", "tsv")
+FORMATS = ("parquet", "csv", "tsv", "jsonl")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -33,11 +34,9 @@ def records_frame(json_records: str, what: str) -> pd.DataFrame:
         records = json.loads(json_records)
     except ValueError as e:
         raise InvalidArgument(f"{what}: json_records is not JSON: {e}") from None
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+    if not isinstance(records, list):
         raise InvalidArgument(f"{what}: json_records must be a JSON array of objects (column -> value)")
-    if not records:
-        raise InvalidArgument(f"{what} is empty: give at least one row")
-    return pd.DataFrame.from_records(records)
+    return engine_records_frame(records, what)
 
 
 @dataclass(frozen=True)
@@ -107,6 +106,8 @@ class DataStore:
         try:
             if fmt == "parquet":
                 return pq.read_table(path).to_pandas()
+            if fmt == "jsonl":
+                return read_jsonl(path, "the uploaded JSON Lines")
             return pd.read_csv(path, sep="\t" if fmt == "tsv" else ",")
         except Exception as e:  # noqa: BLE001 - any parse failure is the caller's input
             raise InvalidArgument(f"the uploaded bytes are not a readable {fmt} table: {e}") from None

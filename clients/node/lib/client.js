@@ -47,6 +47,13 @@ function rpcError(err) {
   return err instanceof EmberRpcError || err.code === undefined ? err : new EmberRpcError(err.code, err.details || err.message);
 }
 
+/** TableData for rows given as an uploaded dataset's id or an array of {column: value}. */
+function tableData(rows) {
+  if (typeof rows === 'string') return { dataset_id: rows };
+  if (!Array.isArray(rows)) throw new TypeError('rows: give an uploaded dataset id or an array of {column: value} objects');
+  return { json_records: JSON.stringify(rows) };
+}
+
 function sha256(bytes) {
   return crypto.createHash('sha256').update(bytes).digest('hex');
 }
@@ -97,7 +104,7 @@ class Client {
   // ---- datasets ---------------------------------------------------------------------------
 
   /**
-   * Uploads a table's bytes (format 'parquet', 'csv' or 'tsv') unless the daemon already holds
+   * Uploads a table's bytes (format 'parquet', 'csv', 'tsv' or 'jsonl') unless the daemon already holds
    * them: a header with their sha256, then chunks of at most `chunkBytes`.
    * @returns {Promise<{dataset: object, deduplicated: boolean, chunks: number}>}
    */
@@ -144,10 +151,24 @@ class Client {
     return (await this.unary(this.models, 'Transfer', request)).job;
   }
 
-  /** Predicts rows (an array of {column: value} objects, sent inline as JSON). */
+  /** Starts the rest of `modelName`'s interrupted fit from its last checkpoint; its Job. */
+  async resume(modelName) {
+    return (await this.unary(this.models, 'Resume', { model_name: modelName })).job;
+  }
+
+  /**
+   * Predicts rows: an array of {column: value} objects (sent inline as JSON; images as
+   * base64 data URIs) or an uploaded dataset's id. Detection models answer in `detections`.
+   */
   predict(modelName, rows, { version = 0, withProbabilities = false } = {}) {
-    const request = { model_name: modelName, version, data: { json_records: JSON.stringify(rows) }, with_probabilities: withProbabilities };
+    const request = { model_name: modelName, version, data: tableData(rows), with_probabilities: withProbabilities };
     return this.unary(this.models, 'Predict', request);
+  }
+
+  /** Scores labelled rows (as for predict); resolves to {metric: score} and the version. */
+  async evaluate(modelName, rows, { version = 0, metrics = [] } = {}) {
+    const r = await this.unary(this.models, 'Evaluate', { model_name: modelName, version, data: tableData(rows), metrics });
+    return { scores: r.scores, version: r.version };
   }
 
   async dump(modelName, version = 0) {

@@ -53,10 +53,12 @@ def _call(fn: Any, *args: Any, **kw: Any) -> Any:
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """A local Parquet, CSV or TSV file as a frame."""
+    """A local Parquet, CSV, TSV or JSON Lines file as a frame."""
     suffix = Path(path).suffix.lower()
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
+    if suffix in (".jsonl", ".ndjson"):
+        return pd.DataFrame.from_records([json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()])
     return pd.read_csv(path, sep="\t" if suffix in (".tsv", ".tab") else ",")
 
 

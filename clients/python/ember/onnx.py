@@ -21,6 +21,7 @@ or ``ember onnx-predict BUNDLE TABLE``. It needs numpy, pandas, onnxruntime, and
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import math
@@ -33,17 +34,30 @@ import pandas as pd
 
 FORMAT = "ember-onnx/1"
 
-__all__ = ["FORMAT", "OnnxPredictor", "load_image", "truncate_pair"]
+__all__ = ["FORMAT", "OnnxPredictor", "image_source", "load_image", "truncate_pair"]
+
+
+def image_source(value: Any) -> Any:
+    """What Pillow opens for an image cell: its bytes, an inline image in a text table
+    (a base64 data URI, ``data:image/png;base64,...``, RFC 2397), or a path as given.
+    Raises ``ValueError`` for a data URI that is not base64."""
+    if isinstance(value, (bytes, bytearray)):
+        return io.BytesIO(value)
+    if isinstance(value, str) and value.startswith("data:"):
+        head, comma, payload = value.partition(",")
+        if not comma or not head.endswith(";base64"):
+            raise ValueError(f"inline image {head[:40]!r}: give a base64 data URI, data:image/png;base64,<bytes>")
+        return io.BytesIO(base64.b64decode(payload, validate=True))
+    return value
 
 
 def load_image(value: Any, size: int) -> np.ndarray:
-    """Decode one image (path or bytes) to uint8 HWC RGB: shorter side resized and
-    center-cropped to ``size`` (bilinear); large JPEGs are decoded at a reduced scale.
-    Raises ``OSError``/``ValueError`` if it cannot be read. Ember's training uses this too."""
+    """Decode one image (path, bytes or base64 data URI) to uint8 HWC RGB: shorter side
+    resized and center-cropped to ``size`` (bilinear); large JPEGs are decoded at a reduced
+    scale. Raises ``OSError``/``ValueError`` if it cannot be read. Ember's training uses this too."""
     from PIL import Image, ImageOps
 
-    src = io.BytesIO(value) if isinstance(value, (bytes, bytearray)) else value
-    with Image.open(src) as img:
+    with Image.open(image_source(value)) as img:
         if img.format == "JPEG":
             img.draft("RGB", (size, size))
         img = ImageOps.exif_transpose(img).convert("RGB")

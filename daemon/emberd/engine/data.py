@@ -7,6 +7,7 @@ new rows exactly as at training time.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -18,15 +19,39 @@ import pandas as pd
 
 from .errors import FailedPrecondition, InvalidArgument, NotFound
 
-__all__ = ["load_table", "Schema", "infer_schema", "IMAGE_SUFFIXES"]
+__all__ = ["load_table", "read_jsonl", "records_frame", "Schema", "infer_schema", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 PROBLEM_TYPES = ("binary", "multiclass", "regression")
 
 
+def records_frame(records: Any, what: str) -> pd.DataFrame:
+    """Rows from parsed JSON (a list of objects, column -> value), values kept as JSON typed
+    them: nested lists (detection boxes) stay lists."""
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise InvalidArgument(f"{what}: JSON rows must be objects (column -> value), one per row")
+    if not records:
+        raise InvalidArgument(f"{what} is empty: give at least one row")
+    return pd.DataFrame.from_records(records)
+
+
+def read_jsonl(path: str | os.PathLike, what: str = "data") -> pd.DataFrame:
+    """A JSON Lines file (one object per line; blank lines skipped) as a frame."""
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except ValueError as e:
+                    raise InvalidArgument(f"{what}: line {n} is not JSON: {e}") from None
+    return records_frame(records, what)
+
+
 def load_table(data: pd.DataFrame | str | os.PathLike, *, what: str = "data") -> pd.DataFrame:
-    """A DataFrame as given, or read from a Parquet, CSV or TSV path, or from COCO-style
-    annotations (a ``.json`` path: the detection form, see ``detection.data.load_coco``)."""
+    """A DataFrame as given, or read from a Parquet, CSV, TSV or JSON Lines path, or from
+    COCO-style annotations (a ``.json`` path: the detection form, see
+    ``detection.data.load_coco``)."""
     if isinstance(data, pd.DataFrame):
         df = data
     elif isinstance(data, (str, os.PathLike)):
@@ -40,12 +65,14 @@ def load_table(data: pd.DataFrame | str | os.PathLike, *, what: str = "data") ->
             df = pd.read_csv(path, sep="\t")
         elif suffix == ".csv":
             df = pd.read_csv(path)
+        elif suffix in (".jsonl", ".ndjson"):
+            df = read_jsonl(path, what)
         elif suffix == ".json":  # COCO-style detection annotations
             from .detection.data import load_coco
 
             df = load_coco(path)
         else:
-            raise InvalidArgument(f"{what}: cannot read {path.name!r}; give a .parquet, .csv or .tsv file, COCO annotations (.json) or a DataFrame")
+            raise InvalidArgument(f"{what}: cannot read {path.name!r}; give a .parquet, .csv, .tsv or .jsonl file, COCO annotations (.json) or a DataFrame")
     else:
         raise InvalidArgument(f"{what}: expected a pandas DataFrame or a file path, got {type(data).__name__}")
     if len(df) == 0:
@@ -130,13 +157,18 @@ class Schema:
             )
 
 
+def is_data_uri(value: str) -> bool:
+    """An image inline in a text table: ``data:image/png;base64,...`` (RFC 2397)."""
+    return value.startswith("data:image/")
+
+
 def _looks_like_image(series: pd.Series) -> bool:
     sample = series.dropna().head(20)
     if len(sample) == 0:
         return False
     if all(isinstance(v, (bytes, bytearray)) for v in sample):
         return True
-    return all(isinstance(v, str) and v.lower().endswith(IMAGE_SUFFIXES) for v in sample)
+    return all(isinstance(v, str) and (v.lower().endswith(IMAGE_SUFFIXES) or is_data_uri(v)) for v in sample)
 
 
 def _column_role(series: pd.Series) -> str | None:

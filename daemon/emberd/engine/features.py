@@ -27,7 +27,7 @@ from PIL import UnidentifiedImageError
 
 # One definition of image decoding and pair truncation, shared with the torch-free ONNX
 # runner: a bundle's predictions are made from exactly the inputs training saw.
-from ember.onnx import load_image, truncate_pair
+from ember.onnx import image_source, load_image, truncate_pair
 
 from .data import Schema
 from .errors import FailedPrecondition, InvalidArgument
@@ -118,8 +118,17 @@ class Encoded:
 
 
 # ---- images -----------------------------------------------------------------------------
+def _cell_name(v: Any) -> str:
+    """An image cell as an error names it: a path, or the size of inline bytes / a data URI."""
+    if isinstance(v, (bytes, bytearray)):
+        return f"<{len(v)} bytes>"
+    if isinstance(v, str):
+        return f"<{v.partition(',')[0][:40]} of {len(v)} chars>" if v.startswith("data:") else v
+    return repr(v)
+
+
 def decode_images(values: Sequence[Any], decode: Callable[[Any], Any]) -> tuple[list[Any | None], list[str]]:
-    """``decode`` each value (path or bytes; never returning a str) on two threads: the
+    """``decode`` each value (path, bytes or data URI; never returning a str) on two threads: the
     results (None where it failed) and an error naming each value that could not be read."""
     def one(v: Any) -> Any:
         if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -135,7 +144,7 @@ def decode_images(values: Sequence[Any], decode: Callable[[Any], Any]) -> tuple[
     out: list[Any | None] = []
     for v, r in zip(values, results):
         if isinstance(r, str):
-            name = v if isinstance(v, str) else f"<{len(v)} bytes>" if isinstance(v, (bytes, bytearray)) else repr(v)
+            name = _cell_name(v)
             errors.append(f"{name} ({r})")
             out.append(None)
         else:

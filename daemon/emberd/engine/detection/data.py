@@ -8,7 +8,6 @@ once per dataset and resized to a square (boxes scaled alike); predictions are s
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -24,7 +23,7 @@ from PIL import Image, ImageOps
 
 from ..data import Schema, _looks_like_image
 from ..errors import InvalidArgument, NotFound
-from ..features import decode_images
+from ..features import decode_images, image_source
 
 log = logging.getLogger("emberd.engine")
 
@@ -72,17 +71,31 @@ def load_coco(path: str | os.PathLike, image_root: str | os.PathLike | None = No
     )
 
 
+def _json_list(value: Any) -> Any:
+    """A list cell as read from CSV/TSV (JSON text, ``[[1, 2, 30, 40]]``) parsed; others as given."""
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
 def _boxes(value: Any) -> list[list[float]]:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return []
-    return [[float(c) for c in b] for b in value]
+    return [[float(c) for c in b] for b in _json_list(value)]
 
 
 def _labels(value: Any) -> list[str]:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return []
+    value = _json_list(value)
     if isinstance(value, str):
-        raise InvalidArgument(f"a detection label cell holds a list of class names, one per box; got the string {value!r}")
+        raise InvalidArgument(
+            f"a detection label cell holds a list of class names, one per box (in CSV/TSV as JSON text, "
+            f'["cat", "dog"]); got the string {value!r}'
+        )
     return [str(v) for v in value]
 
 
@@ -147,8 +160,7 @@ class DetectionSet:
 
 
 def _decode(value: Any, size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    src = io.BytesIO(value) if isinstance(value, (bytes, bytearray)) else value
-    with Image.open(src) as img:
+    with Image.open(image_source(value)) as img:
         img = ImageOps.exif_transpose(img).convert("RGB")
         hw = (img.height, img.width)
         return np.asarray(img.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8), hw
