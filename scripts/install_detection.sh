@@ -5,9 +5,7 @@
 # mmcv has no wheel on PyPI for this Python/torch, and mmcv-lite cannot serve (mmdet.models
 # imports mmcv.ops). So: a wheel from ../shared/wheels when present, else one built earlier
 # on this machine (EMBER_WHEEL_CACHE, default ~/.cache/ember/wheels), else build it there
-# from PyPI's source distribution (about 36 minutes on 2 cores) with the two changes
-# torch 2.14 needs: setuptools<81 (its setup.py imports pkg_resources) without build
-# isolation, and -std=c++17 raised to -std=c++20 (torch's headers need C++20).
+# from PyPI's source distribution with scripts/build_mmcv.sh (about 36 minutes on 2 cores).
 # Usage: scripts/install_detection.sh [PYTHON]   (default .venv/bin/python)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,17 +23,7 @@ else
   elif [ -f "$CACHE/$WHEEL" ]; then
     src="$CACHE/$WHEEL"
   else
-    echo "building mmcv $MMCV with CPU ops into $CACHE (about 36 minutes on 2 cores)"
-    mkdir -p "$CACHE"
-    build=$(mktemp -d)
-    trap 'rm -rf "$build"' EXIT
-    $PY -m pip install 'setuptools>=77.0.3,<81' wheel ninja
-    $PY -m pip download --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV" -d "$build"
-    tar -xzf "$build/mmcv-$MMCV.tar.gz" -C "$build"
-    sed -i 's/-std=c++17/-std=c++20/g' "$build/mmcv-$MMCV/setup.py"
-    CUDA_VISIBLE_DEVICES= MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=2 \
-      $PY -m pip wheel --no-build-isolation --no-deps -w "$build/dist" "$build/mmcv-$MMCV"
-    cp "$build/dist/$WHEEL" "$CACHE/.$WHEEL.tmp" && mv "$CACHE/.$WHEEL.tmp" "$CACHE/$WHEEL"
+    scripts/build_mmcv.sh "$CACHE" "$PY"
     src="$CACHE/$WHEEL"
   fi
   $PY -m pip install "$src"
