@@ -66,7 +66,11 @@ class DetectionConfig:
     )
     image_size: int = _s(128, "square side the images are resized to (boxes scaled alike)")
     train_transforms: tuple[str, ...] = _f(("hflip",), "augmentations while training: 'hflip'")
-    score_threshold: float = _f(0.05, "detections scoring below this are dropped at predict time")
+    score_threshold: float = _f(
+        0.05,
+        "candidates whose class probability is below this are dropped before NMS (mmdet's test_cfg.score_thr); "
+        "FCOS then multiplies by centerness and YOLOX by objectness, so returned scores can be lower",
+    )
     max_detections: int = _f(100, "most detections kept per image (after NMS)")
 
 
