@@ -42,3 +42,25 @@ def test_bad_tables(tmp_path):
     p = tmp_path / "t.tsv"
     pd.DataFrame({"a": [1], "b": ["x"]}).to_csv(p, sep="\t", index=False)
     assert list(load_table(str(p)).columns) == ["a", "b"]
+
+
+def test_images_inline_in_text_tables_as_data_uris(shared_data, tmp_path):
+    """A client without Parquet sends image bytes as base64 data URIs: they read as the
+    same image column and decode to the same pixels as the files."""
+    import base64
+    import json
+
+    import numpy as np
+
+    from ember.onnx import load_image
+
+    imgs = shared_data.hymenoptera("train").groupby("label").head(3).reset_index(drop=True)
+    uris = [f"data:image/jpeg;base64,{base64.b64encode(open(p, 'rb').read()).decode()}" for p in imgs["image"]]
+    rows = [{"photo": u, "label": lab} for u, lab in zip(uris, imgs["label"])]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = load_table(tmp_path / "t.jsonl")
+    assert infer_schema(table, "label").image == ("photo",)
+    for uri, path in zip(table["photo"], imgs["image"]):
+        assert np.array_equal(load_image(uri, 64), load_image(path, 64))
+    with pytest.raises(ValueError, match="base64 data URI"):
+        load_image("data:image/jpeg,rawbytes", 64)
