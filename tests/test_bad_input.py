@@ -84,3 +84,9 @@ def test_continued_fit_writes_a_new_version_beside_the_old(trained, tmp_path):
     assert report["parent_version"] == 1 and report["previous_val_rows"] == 24
     assert abs(report["change"] - (report["after"] - report["before"])) < 1e-9
     assert (path / "versions" / "0001" / "model.safetensors").exists()
+    # the continued fit validated on its own holdout and version 1's validation rows, starting
+    # with version 1's weights (a candidate like any checkpoint: the result validates no worse)
+    summary = p.fit_summary
+    assert summary["val_rows"] == 24 + 24 and summary["history"][0]["step"] == 0
+    assert summary["val_score"] >= summary["history"][0]["score"]
+    assert len(pd.read_parquet(path / "versions" / "0002" / "val.parquet")) == 48

@@ -180,6 +180,7 @@ class Predictor:
             model = TrainedModel(schema, cfg, copy.deepcopy(parent.net), parent.tokenizer)
 
         train_df, val_df = self._split(train_df, tuning_df, cfg, seed)
+        val_df = self._with_parent_val(store, self._version, val_df, tuning_df)
         run = {
             "status": "running",
             "parent_version": self._version,
@@ -227,6 +228,7 @@ class Predictor:
             model.schema.check_columns(train_df, with_label=True, what="train_data")
         _set_threads(model.cfg)
         train_df, val_df = self._split(train_df, tuning_df, model.cfg, run["seed"])
+        val_df = self._with_parent_val(store, run["parent_version"], val_df, tuning_df)
         self._resume = False
         return self._run(store, model, run, train_df, val_df, started, emit, resume_from=ckpt if ckpt.exists() else None, rank=rank)
 
@@ -335,6 +337,17 @@ class Predictor:
         perm = np.random.default_rng(seed).permutation(len(train_df))
         val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
         return train_df.iloc[train_idx].reset_index(drop=True), train_df.iloc[val_idx].reset_index(drop=True)
+
+    @staticmethod
+    def _with_parent_val(store: ModelStore, parent: int | None, val_df: pd.DataFrame, tuning_df: pd.DataFrame | None) -> pd.DataFrame:
+        """A continued fit without tuning_data validates on its own holdout and on the parent
+        version's validation rows (at most MAX_HOLDOUT_ROWS, the new ones first): model
+        selection weighs the data the model knew beside the new data."""
+        if parent is None or tuning_df is not None:
+            return val_df
+        old = pd.read_parquet(store.version_dir(parent) / "val.parquet", columns=None)
+        old = old[[c for c in val_df.columns if c in old.columns]]
+        return pd.concat([val_df, old], ignore_index=True).head(MAX_HOLDOUT_ROWS)
 
     def _forgetting(self, store: ModelStore, parent: int, model: TrainedModel, metric: str) -> dict[str, Any]:
         """Re-score the parent version's validation rows with the new weights."""

@@ -169,7 +169,7 @@ def train(
     steps_per_epoch = len(sampler)
     budget, validator = budget_and_validator(
         cfg, evaluate, higher_is_better(metric), val_estimate=val_estimate, time_limit=time_limit, started=started,
-        steps_per_epoch=steps_per_epoch, net=net, checkpoint_path=checkpoint_path, emit=emit,
+        steps_per_epoch=steps_per_epoch, net=net, checkpoint_path=checkpoint_path, emit=emit, start_candidate=not fresh_head,
     )
 
     # On several ranks only rank 0 fits the head: DDP starts every rank from rank 0's weights.
@@ -205,9 +205,11 @@ def budget_and_validator(
     net: nn.Module,
     checkpoint_path: Path,
     emit: Callable[[dict[str, Any]], None],
+    start_candidate: bool = False,
 ) -> tuple[TimeBudget, Validator]:
     """The run's time budget (reserving the final validation, the soup's evaluations and
-    writing the model) and its validator (every ``val_check_interval`` of an epoch)."""
+    writing the model) and its validator (every ``val_check_interval`` of an epoch;
+    ``start_candidate``: also the starting weights, for a continued fit)."""
     validator: Validator
 
     def reserve() -> float:
@@ -229,6 +231,7 @@ def budget_and_validator(
         checkpoint_interval_s=cfg.optim.checkpoint_interval_s,
         budget=budget,
         emit=emit,
+        start_candidate=start_candidate,
     )
     return budget, validator
 

@@ -4,6 +4,10 @@ writes ``last.ckpt`` atomically at most every ``checkpoint_interval_s``, stops e
 patience, and at the end averages the top-k greedily (AutoMM's greedy soup: a checkpoint
 joins the average only if the average scores at least as well).
 
+A continued fit (``start_candidate``) first validates the weights it starts from, which
+stay a candidate like any checkpoint: the result never validates worse than the parent
+version, and the soup can average the new weights with the parent's (as WiSE-FT does).
+
 On several ranks every rank runs this callback: the scores come from rank 0 (see
 ``training.train``), so all ranks keep the same snapshots and take the same decisions;
 whether to checkpoint is rank 0's call, and Lightning writes the file on rank 0 only."""
@@ -36,8 +40,10 @@ class Validator(L.Callback):
         checkpoint_interval_s: float,
         budget: TimeBudget,
         emit: Callable[[dict[str, Any]], None],
+        start_candidate: bool = False,
     ) -> None:
         self.evaluate = evaluate
+        self.start_candidate = start_candidate
         self.sign = 1.0 if higher_is_better else -1.0
         self.every_steps = max(1, every_steps)
         self.patience = patience
@@ -104,6 +110,10 @@ class Validator(L.Callback):
         if trainer.global_step % self.every_steps == 0 and not trainer.should_stop:
             self.validate(trainer, module)
             self.maybe_checkpoint(trainer)
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.start_candidate and trainer.global_step == 0 and not self.history:  # not on a resume
+            self.validate(trainer, module)
 
     def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if self.validated_step != trainer.global_step:

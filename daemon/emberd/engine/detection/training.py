@@ -94,7 +94,7 @@ def train_detector(
     net.train()
     budget, validator = budget_and_validator(
         cfg, evaluate, True, val_estimate=val_estimate, time_limit=time_limit, started=started,
-        steps_per_epoch=len(sampler), net=net, checkpoint_path=checkpoint_path, emit=emit,
+        steps_per_epoch=len(sampler), net=net, checkpoint_path=checkpoint_path, emit=emit, start_candidate=continued,
     )
     progress = Progress(emit, budget)
     schedule = BudgetSchedule(budget, len(sampler) * cfg.optim.max_epochs, cfg.optim.warmup_steps)
