@@ -345,7 +345,7 @@ class Predictor:
         selection weighs the data the model knew beside the new data."""
         if parent is None or tuning_df is not None:
             return val_df
-        old = pd.read_parquet(store.version_dir(parent) / "val.parquet", columns=None)
+        old = pd.read_parquet(store.version_dir(parent) / "val.parquet")
         old = old[[c for c in val_df.columns if c in old.columns]]
         return pd.concat([val_df, old], ignore_index=True).head(MAX_HOLDOUT_ROWS)
 
