@@ -27,7 +27,7 @@ from PIL import UnidentifiedImageError
 
 # One definition of image decoding and pair truncation, shared with the torch-free ONNX
 # runner: a bundle's predictions are made from exactly the inputs training saw.
-from ember.onnx import image_source, load_image, truncate_pair
+from ember.onnx import load_image, truncate_pair
 
 from .data import Schema
 from .errors import FailedPrecondition, InvalidArgument

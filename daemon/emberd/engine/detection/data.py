@@ -21,9 +21,11 @@ import pandas as pd
 import torch
 from PIL import Image, ImageOps
 
+from ember.onnx import image_source
+
 from ..data import Schema, _looks_like_image
 from ..errors import InvalidArgument, NotFound
-from ..features import decode_images, image_source
+from ..features import decode_images
 
 log = logging.getLogger("emberd.engine")
 
