@@ -12,7 +12,7 @@ def test_unknown_key_lists_close_valid_ones():
 def test_values_are_typed_and_checked():
     cfg = Config.from_overrides({"optim.lr": "3e-4", "env.batch_size": 8, "model.names": ["hf_text"]})
     assert cfg.optim.lr == 3e-4 and cfg.env.batch_size == 8 and cfg.names == ("hf_text",)
-    with pytest.raises(InvalidArgument, match="takes a int"):
+    with pytest.raises(InvalidArgument, match="takes a whole number"):
         Config.from_overrides({"env.batch_size": "many"})
     with pytest.raises(InvalidArgument, match="unknown model"):
         Config.from_overrides({"model.names": ["hf_txt"]})

@@ -17,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -25,12 +25,13 @@ import pandas as pd
 from .cache import Entry, ModelCache
 from .datastore import DataStore
 from .engine import Predictor
-from .engine.config import Config
+from .engine.config import MINILM, Config
 from .engine.distributed import Scale, split_scale
 from .engine.data import Schema
-from .engine.errors import FailedPrecondition, InvalidArgument, NotFound
+from .engine.errors import Cancelled, FailedPrecondition, InvalidArgument, NotFound
 from .engine.model_store import ModelStore
-from .engine.plan import plan_fit
+from .engine.plan import check_run_options, plan_fit
+from .engine.sources import ReadPolicy, confine, is_image_path, open_image
 from .engine.storage import fresh_staging_dir, read_json
 from .jobs import JobManager
 from .registry import JobRow, Registry
@@ -38,11 +39,23 @@ from .settings import Settings
 
 log = logging.getLogger("emberd")
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # matched in full (fullmatch): no trailing newline
+
+# Hyperparameters that may name a folder on the daemon's host, and the names (not paths)
+# each takes: the shipped MiniLM for text; for images and detectors any bare name (a timm
+# architecture, a detector preset: the engine never reads a folder for a name without a
+# separator).
+CHECKPOINT_KEYS = ("model.hf_text.checkpoint_name", "model.timm_image.checkpoint_name", "model.mmdet_image.checkpoint_name")
+
+
+def _names_a_path(key: str, value: str) -> bool:
+    if key == "model.hf_text.checkpoint_name":
+        return value != MINILM
+    return "/" in value or os.sep in value or value.startswith((".", "~"))
 
 
 def check_name(name: str, what: str = "model name") -> str:
-    if not NAME.match(name or "") or ".." in name:
+    if not isinstance(name, str) or not NAME.fullmatch(name) or ".." in name:
         raise InvalidArgument(
             f"{what} {name!r} is not valid: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit, no '..'"
         )
@@ -110,7 +123,9 @@ class Ember:
         root = settings.root_path
         root.mkdir(parents=True, exist_ok=True)
         self.registry = Registry(root / "registry.sqlite")
-        self.data = DataStore(root, self.registry, settings.data_roots)
+        # Every path a caller names is read under this (its RPCs by the interceptor, its workers by their spec)
+        self.read_policy = ReadPolicy.confined(settings.data_roots, settings.max_image_pixels)
+        self.data = DataStore(root, self.registry, self.read_policy, max_json_depth=settings.max_json_depth)
         self.models_dir = root / "models"
         self.artifacts_dir = root / "artifacts"
         self.models_dir.mkdir(exist_ok=True)
@@ -119,7 +134,9 @@ class Ember:
             self.registry,
             max_concurrent=settings.max_concurrent_jobs,
             on_success=self._record_success,
+            on_failure=self._forget_unfinished,
             torch_threads=settings.torch_threads,
+            read_policy=self.read_policy,
         )
         self.cache = ModelCache(settings.cache_budget_bytes, self._load_version)
         self._exports = threading.Semaphore(1)  # one export at a time: tracing takes a few GiB
@@ -178,7 +195,7 @@ class Ember:
         those a multi-node fit (torchrun or SLURM running ``python -m emberd.worker``) wrote
         into this root on a shared filesystem while no daemon job covered them."""
         for d in sorted(self.models_dir.iterdir()):
-            if NAME.match(d.name) and (d / "predictor.json").exists() and self.registry.model(d.name) is None:
+            if NAME.fullmatch(d.name) and (d / "predictor.json").exists() and self.registry.model(d.name) is None:
                 meta = ModelStore(d).meta()
                 if meta.get("current_version"):
                     self.registry.upsert_model(d.name, meta["label"], meta["problem_type"], meta["eval_metric"])
@@ -196,9 +213,17 @@ class Ember:
         return Schema.from_json(read_json(d / "schema.json")), Config.from_dict(read_json(d / "config.json"))
 
     # ---- training ---------------------------------------------------------------------------
-    def fit(self, name: str, train: TableRef, tuning: TableRef, opts: FitOptions, *, kind: str = "FIT") -> JobRow:
+    def fit(
+        self, name: str, train: TableRef, tuning: TableRef, opts: FitOptions, *, kind: str = "FIT", daemon_checkpoints: dict[str, str] | None = None
+    ) -> JobRow:
+        """Validate everything a fit needs on the calling thread (names, options, paths,
+        images, the plan), then queue the job; a refusal writes nothing. ``daemon_checkpoints``:
+        checkpoint folders the daemon itself chose (a Transfer's dump), for keys the caller left unset."""
         check_name(name)
         self._refuse_if_busy(name)
+        check_run_options(time_limit=opts.time_limit_s or None, seed=opts.seed)
+        hyperparameters = self._confine_checkpoints(_with_scale(opts.hyperparameters, opts.scale))
+        hyperparameters.update({k: v for k, v in (daemon_checkpoints or {}).items() if k not in hyperparameters})
         train_t = self.data.resolve(**vars(train), what="train_data")
         tuning_t = self.data.resolve(**vars(tuning), what="tuning_data") if tuning else None
         existing = self.registry.model(name)
@@ -213,7 +238,6 @@ class Ember:
         label = opts.label or (existing["label"] if existing else "")
         if not label:
             raise InvalidArgument("options.label is required for a new model: name the column to predict")
-        hyperparameters = _with_scale(opts.hyperparameters, opts.scale)
         plan = plan_fit(
             label=label,
             train_df=train_t.frame,
@@ -223,7 +247,12 @@ class Ember:
             eval_metric=opts.eval_metric or (existing["eval_metric"] if existing else None),
             column_types=opts.column_types or None,
             current=current,
+            time_limit=opts.time_limit_s or None,
+            seed=opts.seed,
         )
+        self.admit_images(train_t.frame, plan.schema.image, "train_data")
+        if tuning_t:
+            self.admit_images(tuning_t.frame, plan.schema.image, "tuning_data")
         spec = {
             "model_dir": str(self.model_dir(name)),
             "label": label,
@@ -240,6 +269,40 @@ class Ember:
             "scale": _local_only(plan.scale).to_dict(),
         }
         return self._submit(name, kind, spec, label, plan.schema.problem_type, plan.metric)
+
+    def _confine_checkpoints(self, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+        """The checkpoint keys that name folders, resolved and confined to the data roots
+        (PERMISSION_DENIED outside them; names such as the MiniLM or ``resnet18`` pass)."""
+        out = dict(hyperparameters)
+        for key in CHECKPOINT_KEYS:
+            v = out.get(key)
+            if isinstance(v, str) and _names_a_path(key, v):
+                out[key] = str(confine(v, key, kind="dir", policy=self.read_policy))
+        return out
+
+    def admit_images(self, frame: pd.DataFrame, columns: tuple[str, ...] | list[str], what: str) -> None:
+        """Refuse, before any work, an image cell the daemon must not or cannot read: a path
+        outside the data roots or not a regular file (PERMISSION_DENIED / INVALID_ARGUMENT),
+        an inline image over the pixel limit or not an image (INVALID_ARGUMENT). Paths are
+        only stat'ed here; the engine reads them under the same policy."""
+        for col in columns:
+            if col not in frame.columns:
+                continue
+            for i, v in enumerate(frame[col].tolist()):
+                if v is None or (isinstance(v, float) and v != v):
+                    continue
+                cell = f"{what}: column {col!r} row {i}"
+                if is_image_path(v):
+                    confine(v, cell, kind="file", policy=self.read_policy)
+                elif isinstance(v, (str, bytes, bytearray)):
+                    try:
+                        open_image(v, cell, policy=self.read_policy).close()
+                    except InvalidArgument:
+                        raise
+                    except Exception as e:  # noqa: BLE001 - what Pillow says of bytes that are no image
+                        raise InvalidArgument(f"{cell}: not an image Pillow can read ({type(e).__name__})") from None
+                else:
+                    raise InvalidArgument(f"{cell}: an image cell holds a path, bytes or a data URI, not {type(v).__name__}")
 
     def _submit(self, name: str, kind: str, spec: dict[str, Any], label: str, problem_type: str, metric: str, resumes: str | None = None) -> JobRow:
         job = self.registry.create_job(JobManager.new_id(), name, kind, spec, resumes_job_id=resumes)
@@ -261,15 +324,9 @@ class Ember:
         art = self.registry.artifact(dump_artifact_id)
         if art is None or art["kind"] != "dump":
             raise NotFound(f"no dump artifact {dump_artifact_id!r}; Dump a model first")
-        hp = dict(opts.hyperparameters)
         root = Path(art["path"])
-        if (root / "hf_text").is_dir():
-            hp.setdefault("model.hf_text.checkpoint_name", str(root / "hf_text"))
-        if (root / "timm_image").is_dir():
-            hp.setdefault("model.timm_image.checkpoint_name", str(root / "timm_image"))
-        if (root / "mmdet_image").is_dir():
-            hp.setdefault("model.mmdet_image.checkpoint_name", str(root / "mmdet_image"))
-        return self.fit(name, train, tuning, FitOptions(**{**vars(opts), "hyperparameters": hp}), kind="TRANSFER")
+        dumped = {f"model.{b}.checkpoint_name": str(root / b) for b in ("hf_text", "timm_image", "mmdet_image") if (root / b).is_dir()}
+        return self.fit(name, train, tuning, opts, kind="TRANSFER", daemon_checkpoints=dumped)
 
     def resume(self, name: str, train: TableRef, tuning: TableRef, scale: ScaleOptions = ScaleOptions()) -> JobRow:
         row = self.require_model(name)
@@ -314,28 +371,64 @@ class Ember:
         v = self.require_version(name, version)
         return self.cache.get(name, v), v
 
-    def predict(self, name: str, version: int, frame: pd.DataFrame, with_proba: bool) -> dict[str, Any]:
+    def _admit_rows(self, frame: pd.DataFrame, what: str) -> None:
+        cap = self.settings.max_predict_rows
+        if len(frame) == 0:
+            raise InvalidArgument(f"{what} is empty: give at least one row")
+        if len(frame) > cap:
+            raise InvalidArgument(
+                f"{what} has {len(frame)} rows; one call takes at most {cap} (--max-predict-rows). Send the rows in "
+                f"batches of up to {cap}, or Export the model and score large tables with ember.onnx"
+            )
+
+    def predict(self, name: str, version: int, frame: pd.DataFrame, with_proba: bool, alive: Callable[[], bool] = lambda: True) -> dict[str, Any]:
+        """Predictions in slices of the model's eval batch: the model's lock is taken per
+        slice (so other callers of the model interleave with a long call), and a call whose
+        client has gone (cancelled, deadline passed) stops at the next slice."""
+        self._admit_rows(frame, "data")
         entry, v = self.warm(name, version)
         p = entry.predictor
-        with entry.lock:
-            if p.problem_type == "regression":
-                return {"values": p.predict(frame, as_pandas=False).tolist(), "version": v}
-            if p.problem_type == "object_detection":
-                return {"detections": p.predict(frame, as_pandas=False), "version": v}
-            proba = p.predict_proba(frame, as_pandas=False)
+        step = max(1, p._require_model().cfg.env.eval_batch_size)
+        parts: list[Any] = []
+        for start in range(0, len(frame), step):
+            if not alive():
+                raise Cancelled(f"Predict on {name!r} stopped after {start} of {len(frame)} rows: the caller went away")
+            part = frame.iloc[start : start + step]
+            with entry.lock:
+                if p.problem_type == "regression":
+                    parts.append(p.predict(part, as_pandas=False))
+                elif p.problem_type == "object_detection":
+                    parts.append(p.predict(part, as_pandas=False))
+                else:
+                    parts.append(p.predict_proba(part, as_pandas=False))
+        if p.problem_type == "regression":
+            return {"values": np.concatenate(parts).tolist(), "version": v}
+        if p.problem_type == "object_detection":
+            return {"detections": [d for part in parts for d in part], "version": v}
+        proba = np.concatenate(parts)
         classes = p.class_labels or []
         labels = [str(classes[i]) for i in np.asarray(proba).argmax(1)]
         return {"labels": labels, "classes": [str(c) for c in classes], "proba": proba if with_proba else None, "version": v}
 
-    def evaluate(self, name: str, version: int, frame: pd.DataFrame, metrics: list[str]) -> tuple[dict[str, float], int]:
+    def evaluate(self, name: str, version: int, frame: pd.DataFrame, metrics: list[str], alive: Callable[[], bool] = lambda: True) -> tuple[dict[str, float], int]:
+        self._admit_rows(frame, "data")
         entry, v = self.warm(name, version)
         with entry.lock:
+            if not alive():  # the caller gave up while waiting for the model
+                raise Cancelled(f"Evaluate on {name!r} not started: the caller went away")
             return entry.predictor.evaluate(frame, metrics=metrics or None), v
 
-    def embed(self, name: str, version: int, frame: pd.DataFrame) -> np.ndarray:
+    def embed(self, name: str, version: int, frame: pd.DataFrame, alive: Callable[[], bool] = lambda: True) -> np.ndarray:
+        self._admit_rows(frame, "data")
         entry, _ = self.warm(name, version)
-        with entry.lock:
-            return entry.predictor.extract_embedding(frame)
+        step = max(1, entry.predictor._require_model().cfg.env.eval_batch_size)
+        parts = []
+        for start in range(0, len(frame), step):
+            if not alive():
+                raise Cancelled(f"Embed on {name!r} stopped after {start} of {len(frame)} rows: the caller went away")
+            with entry.lock:
+                parts.append(entry.predictor.extract_embedding(frame.iloc[start : start + step]))
+        return np.concatenate(parts)
 
     # ---- artifacts ----------------------------------------------------------------------------
     def dump(self, name: str, version: int) -> Any:
@@ -395,13 +488,37 @@ class Ember:
     def model_info(self, name: str) -> dict[str, Any]:
         row = self.require_model(name)
         schema = self._current_schema(name)
+        current = self.current_version(name)
+        training = self.registry.active_job(name) is not None
         return {
             **dict(row),
-            "current_version": self.current_version(name),
+            "current_version": current,
             "versions": [dict(v) for v in self.registry.versions(name)],
-            "training": self.registry.active_job(name) is not None,
+            "training": training,
             "classes": [str(c) for c in schema[0].classes] if schema else [],
+            "state": "READY" if current else "TRAINING" if training else "UNFINISHED",
         }
+
+    def _forget_unfinished(self, job: JobRow) -> None:
+        """After a job FAILED or was CANCELLED: a model that has no version and no run left
+        to resume (its first fit failed, or was cancelled before it started) is removed, so
+        that no versionless model stays listed. An interrupted first fit stays, UNFINISHED."""
+        name = job.model_name
+        if self.current_version(name) or self.registry.versions(name) or self.registry.active_job(name):
+            return
+        run = self._store(name).run_dir / "run.json"
+        if job.state == "CANCELLED" and run.exists() and read_json(run).get("status") == "running":
+            return  # resumable
+        log.info("model %r: its first fit ended %s with nothing to resume; removing it", name, job.state)
+        self.cache.drop(name)
+        self.registry.delete_model(name)
+        self._remove_folder(name)
+
+    def _remove_folder(self, name: str) -> None:
+        trash = self.models_dir / f".{name}.deleted-{uuid.uuid4().hex[:8]}"
+        if self.model_dir(name).exists():
+            self.model_dir(name).rename(trash)  # one rename: gone at once, files freed after
+            shutil.rmtree(trash, ignore_errors=True)
 
     def delete_model(self, name: str) -> None:
         self.require_model(name)
@@ -409,7 +526,4 @@ class Ember:
             raise FailedPrecondition(f"model {name!r} is training; CancelJob its job before deleting it")
         self.cache.drop(name)
         self.registry.delete_model(name)
-        trash = self.models_dir / f".{name}.deleted-{uuid.uuid4().hex[:8]}"
-        if self.model_dir(name).exists():
-            self.model_dir(name).rename(trash)  # one rename: gone at once, files freed after
-            shutil.rmtree(trash, ignore_errors=True)
+        self._remove_folder(name)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import re
 import tempfile
@@ -18,9 +17,10 @@ from typing import Iterable
 import pandas as pd
 import pyarrow.parquet as pq
 
-from .engine.data import load_table, read_jsonl
+from .engine.data import MAX_JSON_DEPTH, load_table, parse_json, read_jsonl
 from .engine.data import records_frame as engine_records_frame
-from .engine.errors import DataLoss, InvalidArgument, NotFound, PermissionDenied
+from .engine.errors import DataLoss, InvalidArgument, NotFound
+from .engine.sources import ReadPolicy, confine
 from .engine.storage import fsync_dir
 from .registry import Registry
 
@@ -28,12 +28,9 @@ FORMATS = ("parquet", "csv", "tsv", "jsonl")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def records_frame(json_records: str, what: str) -> pd.DataFrame:
+def records_frame(json_records: str, what: str, max_depth: int = MAX_JSON_DEPTH) -> pd.DataFrame:
     """Rows from a JSON array of objects, values kept as JSON typed them."""
-    try:
-        records = json.loads(json_records)
-    except ValueError as e:
-        raise InvalidArgument(f"{what}: json_records is not JSON: {e}") from None
+    records = parse_json(json_records, f"{what}: json_records", max_depth=max_depth)
     if not isinstance(records, list):
         raise InvalidArgument(f"{what}: json_records must be a JSON array of objects (column -> value)")
     return engine_records_frame(records, what)
@@ -49,23 +46,29 @@ class Table:
 
 
 class DataStore:
-    def __init__(self, root: Path, registry: Registry, data_roots: Iterable[str]) -> None:
+    def __init__(self, root: Path, registry: Registry, policy: ReadPolicy, *, max_json_depth: int = MAX_JSON_DEPTH) -> None:
         self.dir = root / "datasets"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.registry = registry
-        self.data_roots = [Path(r).resolve() for r in data_roots]
+        self.policy = policy  # paths in requests: under its roots, regular files only
+        self.max_json_depth = max_json_depth
 
     def file(self, id: str, fmt: str) -> Path:
         return self.dir / f"{id}.{fmt}"
 
     # ---- uploads --------------------------------------------------------------------------
-    def put(self, chunks: Iterable[bytes], *, sha256: str, fmt: str, display_name: str) -> tuple[str, bool]:
-        """Store streamed bytes under their sha256 (checked against ``sha256``)."""
+    def put(self, chunks: Iterable[bytes], *, sha256: str, fmt: str, display_name: str, size_bytes: int | None = None) -> tuple[str, bool]:
+        """Store streamed bytes under their sha256 (checked against ``sha256``) and their
+        size (``size_bytes``, the header's: more bytes than that stop the upload at once)."""
         sha256 = sha256.lower()
-        if not SHA256.match(sha256):
+        if not SHA256.fullmatch(sha256):
             raise InvalidArgument("upload header: sha256 must be 64 lower-case hex digits")
         if fmt not in FORMATS:
             raise InvalidArgument(f"upload header: format {fmt!r} is not one of {FORMATS}")
+        if size_bytes is not None and size_bytes <= 0:
+            raise InvalidArgument("upload header: size_bytes must be the upload's size in bytes (> 0)")
+        if len(display_name) > 256:
+            raise InvalidArgument("upload header: display_name must be at most 256 characters")
         known = self.registry.dataset(sha256)
         if known is not None and self.file(sha256, known["format"]).exists():
             for _ in chunks:  # drain the stream; nothing is stored twice
@@ -77,11 +80,15 @@ class DataStore:
             size = 0
             with os.fdopen(fd, "wb") as f:
                 for chunk in chunks:
+                    size += len(chunk)
+                    if size_bytes is not None and size > size_bytes:
+                        raise InvalidArgument(f"upload: more bytes arrived than the header's size_bytes ({size_bytes}); send the true size")
                     h.update(chunk)
                     f.write(chunk)
-                    size += len(chunk)
                 f.flush()
                 os.fsync(f.fileno())
+            if size_bytes is not None and size != size_bytes:
+                raise InvalidArgument(f"upload: {size} bytes arrived but the header's size_bytes says {size_bytes}; upload it again")
             if h.hexdigest() != sha256:
                 raise DataLoss(
                     f"upload damaged or mislabelled: its bytes hash to {h.hexdigest()}, the header says {sha256}; upload it again"
@@ -120,20 +127,6 @@ class DataStore:
         self.file(id, row["format"]).unlink(missing_ok=True)
 
     # ---- references -----------------------------------------------------------------------
-    def confine(self, path: str) -> Path:
-        """``path`` resolved, if it lies under a configured data root (else PERMISSION_DENIED)."""
-        p = Path(path)
-        if not p.is_absolute():
-            raise InvalidArgument(f"path {path!r} must be absolute")
-        real = p.resolve()
-        if not any(real == root or root in real.parents for root in self.data_roots):
-            raise PermissionDenied(
-                f"path {path!r} is outside the daemon's data roots {[str(r) for r in self.data_roots]}; "
-                "upload the table with DatasetService.UploadDataset or start emberd with --data-roots"
-            )
-        if not real.exists():
-            raise NotFound(f"no such file {path!r} on the daemon's host")
-        return real
 
     def resolve(self, *, dataset_id: str = "", path: str = "", json_records: str = "", parquet: bytes = b"", what: str) -> Table:
         if dataset_id:
@@ -143,10 +136,10 @@ class DataStore:
             f = self.file(dataset_id, row["format"])
             return Table(f, self._read(f, row["format"]), dataset_id)
         if path:
-            real = self.confine(path)
+            real = confine(path, what, kind="file", policy=self.policy)
             return Table(real, load_table(real, what=what), None)
         if json_records:
-            frame = records_frame(json_records, what)
+            frame = records_frame(json_records, what, self.max_json_depth)
             buf = io.BytesIO()
             frame.to_parquet(buf, index=False)
             id = self.put_bytes(buf.getvalue(), "parquet", what)
@@ -159,7 +152,7 @@ class DataStore:
     def frame(self, *, dataset_id: str = "", path: str = "", json_records: str = "", parquet: bytes = b"", what: str) -> pd.DataFrame:
         """Rows for inference: like ``resolve`` but inline rows are not stored."""
         if json_records:
-            return records_frame(json_records, what)
+            return records_frame(json_records, what, self.max_json_depth)
         if parquet:
             return self._read_bytes(parquet)
         return self.resolve(dataset_id=dataset_id, path=path, what=what).frame

@@ -1,10 +1,17 @@
-"""Server interceptors: request ids, access logs, bearer-token auth, and the one mapping
-from Ember's domain errors to gRPC status codes."""
+"""Server interceptors: request ids, access logs, bearer-token auth, admission (how many
+long-lived streams and how many heavy calls may hold RPC threads at once), and the one
+mapping from Ember's domain errors to gRPC status codes.
+
+The sync server runs every call on one thread pool. A stream holds its thread for as long
+as it is open, and a Predict or Fit holds one for as long as it computes, so each of those
+two classes has its own cap below the pool's size: past it a call is RESOURCE_EXHAUSTED at
+once, and the threads left over always serve health checks and quick calls."""
 
 from __future__ import annotations
 
 import hmac
 import logging
+import threading
 import time
 import uuid
 from typing import Any, Callable
@@ -13,6 +20,7 @@ import grpc
 
 from .engine.errors import (
     AlreadyExists,
+    Cancelled,
     DataLoss,
     EmberError,
     FailedPrecondition,
@@ -22,6 +30,8 @@ from .engine.errors import (
     ResourceExhausted,
     Unsupported,
 )
+
+from .engine.sources import ReadPolicy, reading_under
 
 access_log = logging.getLogger("emberd.access")
 
@@ -34,9 +44,35 @@ STATUS_OF: dict[type[EmberError], grpc.StatusCode] = {
     DataLoss: grpc.StatusCode.DATA_LOSS,
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unsupported: grpc.StatusCode.UNIMPLEMENTED,
+    Cancelled: grpc.StatusCode.CANCELLED,
 }
 
 UNAUTHENTICATED_OK = ("/grpc.health.v1.Health/",)
+
+# Unary calls that compute (or read whole tables) for seconds or more.
+HEAVY_METHODS = frozenset(
+    f"/ember.v1.ModelService/{m}" for m in ("Fit", "Resume", "Transfer", "Dump", "Export", "Predict", "Evaluate", "Embed")
+)
+
+
+class Gate:
+    """At most ``limit`` calls of one class at once; the next is refused, not queued."""
+
+    def __init__(self, what: str, limit: int, flag: str) -> None:
+        self.what, self.limit, self.flag = what, limit, flag
+        self._free = threading.BoundedSemaphore(limit)
+
+    def enter(self, context: grpc.ServicerContext, rid: str, method: str) -> None:
+        if not self._free.acquire(blocking=False):
+            access_log.info("%s %s RESOURCE_EXHAUSTED (%s)", rid, method, self.what)
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the daemon is already serving its limit of {self.limit} {self.what} at once; "
+                f"retry with backoff, or have the operator raise {self.flag}",
+            )
+
+    def leave(self) -> None:
+        self._free.release()
 
 
 def status_of(e: EmberError) -> grpc.StatusCode:
@@ -46,7 +82,7 @@ def status_of(e: EmberError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def _wrap(behavior: Callable, method: str, streaming_response: bool, token: str | None) -> Callable:
+def _wrap(behavior: Callable, method: str, streaming_response: bool, token: str | None, gate: Gate | None, policy: ReadPolicy) -> Callable:
     def check(context: grpc.ServicerContext) -> str:
         md = dict(context.invocation_metadata())
         rid = md.get("x-request-id") or uuid.uuid4().hex
@@ -70,26 +106,38 @@ def _wrap(behavior: Callable, method: str, streaming_response: bool, token: str 
 
         def stream(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
             rid = check(context)
+            if gate:
+                gate.enter(context, rid, method)
             t0 = time.monotonic()
             try:
-                yield from behavior(request_or_iterator, context)
+                with reading_under(policy):
+                    yield from behavior(request_or_iterator, context)
             except Exception as e:  # noqa: BLE001 - mapped to a status here, once
                 if context.code() is not None:  # already aborted by the handler
                     raise
                 fail(context, rid, e)
+            finally:  # also when the client goes away (the generator is closed)
+                if gate:
+                    gate.leave()
             access_log.info("%s %s OK %.1fms", rid, method, 1000 * (time.monotonic() - t0))
 
         return stream
 
     def unary(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
         rid = check(context)
+        if gate:
+            gate.enter(context, rid, method)
         t0 = time.monotonic()
         try:
-            response = behavior(request_or_iterator, context)
+            with reading_under(policy):
+                response = behavior(request_or_iterator, context)
         except Exception as e:  # noqa: BLE001 - mapped to a status here, once
             if context.code() is not None:  # the handler aborted with its own status
                 raise
             fail(context, rid, e)
+        finally:
+            if gate:
+                gate.leave()
         access_log.info("%s %s OK %.1fms", rid, method, 1000 * (time.monotonic() - t0))
         return response
 
@@ -99,26 +147,31 @@ def _wrap(behavior: Callable, method: str, streaming_response: bool, token: str 
 class EmberInterceptor(grpc.ServerInterceptor):
     """Request id, auth, access log and error mapping around every handler."""
 
-    def __init__(self, token: str | None) -> None:
+    def __init__(self, token: str | None, *, read_policy: ReadPolicy, max_streams: int = 12, max_heavy_calls: int = 8) -> None:
         self.token = token
+        self.policy = read_policy  # every path a call names is read under it (engine.sources)
+        self.streams = Gate("long-lived streams (WatchJob, UploadDataset, DownloadArtifact, Health.Watch)", max_streams, "--max-streams")
+        self.heavy = Gate("heavy calls (Predict, Evaluate, Embed, Dump, Export, Fit, Resume, Transfer)", max_heavy_calls, "--max-heavy-calls")
 
     def intercept_service(self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(handler_call_details)
         if handler is None:
             return None
         method = handler_call_details.method
+        streaming = handler.request_streaming or handler.response_streaming
+        gate = self.streams if streaming else self.heavy if method in HEAVY_METHODS else None
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap(handler.unary_unary, method, False, self.token), handler.request_deserializer, handler.response_serializer
+                _wrap(handler.unary_unary, method, False, self.token, gate, self.policy), handler.request_deserializer, handler.response_serializer
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap(handler.unary_stream, method, True, self.token), handler.request_deserializer, handler.response_serializer
+                _wrap(handler.unary_stream, method, True, self.token, gate, self.policy), handler.request_deserializer, handler.response_serializer
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap(handler.stream_unary, method, False, self.token), handler.request_deserializer, handler.response_serializer
+                _wrap(handler.stream_unary, method, False, self.token, gate, self.policy), handler.request_deserializer, handler.response_serializer
             )
         return grpc.stream_stream_rpc_method_handler(
-            _wrap(handler.stream_stream, method, True, self.token), handler.request_deserializer, handler.response_serializer
+            _wrap(handler.stream_stream, method, True, self.token, gate, self.policy), handler.request_deserializer, handler.response_serializer
         )

@@ -24,6 +24,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from .engine.sources import ReadPolicy
 from .registry import FINAL_STATES, JobRow, Registry
 from .worker import run_job
 
@@ -70,12 +71,16 @@ class JobManager:
         *,
         max_concurrent: int,
         on_success: Callable[[JobRow, dict[str, Any]], None],
+        on_failure: Callable[[JobRow], None] | None = None,
         torch_threads: int = 0,
+        read_policy: ReadPolicy | None = None,
     ) -> None:
         self.registry = registry
         self.max_concurrent = max_concurrent
         self.on_success = on_success
+        self.on_failure = on_failure  # after a job ends FAILED or CANCELLED
         self.torch_threads = torch_threads
+        self.read_policy = read_policy  # the workers read the paths in their data under it
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition()
@@ -174,6 +179,8 @@ class JobManager:
     def _start(self, job: JobRow) -> None:
         q = _CTX.Queue()
         spec = {**job.spec, "job_id": job.id, "kind": job.kind, "torch_threads": self.torch_threads}
+        if self.read_policy is not None:
+            spec["read_policy"] = self.read_policy.to_dict()
         envs = rank_environments(int((spec.get("scale") or {}).get("devices", 1)))
         procs = []
         for rank, env in enumerate(envs):
@@ -267,3 +274,10 @@ class JobManager:
         if code:
             event["error"] = code
         self._emit(job_id, event)
+        if state in ("FAILED", "CANCELLED") and self.on_failure is not None:
+            try:
+                job = self.registry.job(job_id)
+                assert job is not None
+                self.on_failure(job)
+            except Exception:  # noqa: BLE001 - the job's state is settled; tidying may fail alone
+                log.exception("after job %s ended %s", job_id, state)

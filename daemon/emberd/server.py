@@ -26,7 +26,7 @@ from ember.v1 import (
 from .app import Ember
 from .interceptors import EmberInterceptor
 from .servicers import ArtifactServicer, DatasetServicer, JobServicer, ModelServicer, Servicers
-from .settings import Settings, load_settings
+from .settings import Settings, check_settings, load_settings
 
 log = logging.getLogger("emberd")
 
@@ -51,6 +51,7 @@ class Daemon:
 
 
 def create_server(settings: Settings) -> Daemon:
+    settings = check_settings(settings)
     app = Ember(settings)
     opts = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -59,7 +60,11 @@ def create_server(settings: Settings) -> Daemon:
     ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.rpc_threads, thread_name_prefix="ember-rpc"),
-        interceptors=[EmberInterceptor(settings.token)],
+        interceptors=[
+            EmberInterceptor(
+                settings.token, read_policy=app.read_policy, max_streams=settings.max_streams, max_heavy_calls=settings.max_heavy_calls
+            )
+        ],
         options=opts,
     )
     s = Servicers(app)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import threading
+import time
 from typing import Any, Iterator
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -25,10 +28,12 @@ from ember.v1 import (
 )
 
 from .app import Ember, FitOptions, ScaleOptions, TableRef
+from .engine.data import JsonTooDeep, parse_json
 from .engine.errors import InvalidArgument, NotFound
 from .registry import JobRow
 
 CHUNK = 1 << 20
+log = logging.getLogger("emberd")
 
 
 def _ts(t: float | None) -> Timestamp:
@@ -43,12 +48,14 @@ def _table(msg: Any) -> TableRef:
     return TableRef(**{kind: getattr(msg, kind)}) if kind else TableRef()
 
 
-def _options(o: Any) -> FitOptions:
+def _options(o: Any, max_json_depth: int) -> FitOptions:
     hp = {}
     for k, v in o.hyperparameters.items():
         try:
-            hp[k] = json.loads(v)
-        except ValueError:
+            hp[k] = parse_json(v, f"options.hyperparameters[{k!r}]", max_depth=max_json_depth)
+        except JsonTooDeep:
+            raise
+        except InvalidArgument:
             hp[k] = v  # a bare string is taken as a string
     return FitOptions(
         label=o.label,
@@ -97,6 +104,36 @@ def job_event(job_id: str, seq: int, t: float, e: dict[str, Any]) -> job_pb2.Job
     )
 
 
+class IdleWatchdog:
+    """Cancels a client stream that sends nothing for ``timeout_s`` (an idle upload must not
+    hold its RPC thread forever); ``fed(x)`` marks each message that arrives."""
+
+    def __init__(self, context: Any, timeout_s: float) -> None:
+        self.context, self.timeout_s = context, timeout_s
+        self._last = time.monotonic()
+        self._done = threading.Event()
+        self.fired = False
+
+    def fed(self, item: Any) -> Any:
+        self._last = time.monotonic()
+        return item
+
+    def _watch(self) -> None:
+        while not self._done.wait(min(1.0, self.timeout_s)):
+            if time.monotonic() - self._last > self.timeout_s:
+                self.fired = True
+                log.info("upload idle for %.0f s: cancelling it", self.timeout_s)
+                self.context.cancel()
+                return
+
+    def __enter__(self) -> "IdleWatchdog":
+        threading.Thread(target=self._watch, name="ember-upload-watchdog", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._done.set()
+
+
 class Servicers:
     def __init__(self, app: Ember) -> None:
         self.app = app
@@ -129,6 +166,7 @@ class Servicers:
             current_version=m["current_version"],
             training=m["training"],
             classes=m["classes"],
+            state=model_pb2.ModelState.Value(f"MODEL_STATE_{m['state']}"),
             versions=[
                 model_pb2.ModelVersion(
                     version=v["version"],
@@ -167,7 +205,7 @@ class ModelServicer(model_grpc.ModelServiceServicer):
         self.s, self.app = s, s.app
 
     def Fit(self, request, context):  # noqa: N802 - gRPC method names
-        job = self.app.fit(request.model_name, _table(request.train_data), _table(request.tuning_data), _options(request.options))
+        job = self.app.fit(request.model_name, _table(request.train_data), _table(request.tuning_data), _options(request.options, self.app.settings.max_json_depth))
         return model_pb.FitResponse(job=self.s.job(job))
 
     def Resume(self, request, context):  # noqa: N802
@@ -175,7 +213,7 @@ class ModelServicer(model_grpc.ModelServiceServicer):
         return model_pb.ResumeResponse(job=self.s.job(job))
 
     def Transfer(self, request, context):  # noqa: N802
-        job = self.app.transfer(request.model_name, _table(request.train_data), _table(request.tuning_data), _options(request.options), request.dump_artifact_id)
+        job = self.app.transfer(request.model_name, _table(request.train_data), _table(request.tuning_data), _options(request.options, self.app.settings.max_json_depth), request.dump_artifact_id)
         return model_pb.TransferResponse(job=self.s.job(job))
 
     def Dump(self, request, context):  # noqa: N802
@@ -186,7 +224,7 @@ class ModelServicer(model_grpc.ModelServiceServicer):
         return model_pb.ExportResponse(artifact=self.s.artifact(art))
 
     def Predict(self, request, context):  # noqa: N802
-        r = self.app.predict(request.model_name, request.version, self.s.frame(request.data), request.with_probabilities)
+        r = self.app.predict(request.model_name, request.version, self.s.frame(request.data), request.with_probabilities, alive=context.is_active)
         out = model_pb.PredictResponse(version=r["version"])
         if "detections" in r:
             out.detections.extend(
@@ -204,11 +242,11 @@ class ModelServicer(model_grpc.ModelServiceServicer):
         return out
 
     def Evaluate(self, request, context):  # noqa: N802
-        scores, v = self.app.evaluate(request.model_name, request.version, self.s.frame(request.data), list(request.metrics))
+        scores, v = self.app.evaluate(request.model_name, request.version, self.s.frame(request.data), list(request.metrics), alive=context.is_active)
         return model_pb.EvaluateResponse(scores=scores, version=v)
 
     def Embed(self, request, context):  # noqa: N802
-        emb = self.app.embed(request.model_name, request.version, self.s.frame(request.data))
+        emb = self.app.embed(request.model_name, request.version, self.s.frame(request.data), alive=context.is_active)
         return model_pb.EmbedResponse(dim=emb.shape[1], values=emb.ravel().tolist())
 
     def GetModel(self, request, context):  # noqa: N802
@@ -265,8 +303,9 @@ class DatasetServicer(ds_grpc.DatasetServiceServicer):
         if first is None or first.WhichOneof("part") != "header":
             raise InvalidArgument("an upload starts with a header message (display_name, format, sha256, size_bytes)")
         h = first.header
-        chunks = (m.chunk for m in request_iterator if m.WhichOneof("part") == "chunk")
-        id, dedup = self.app.data.put(chunks, sha256=h.sha256, fmt=h.format, display_name=h.display_name)
+        with IdleWatchdog(context, self.app.settings.upload_idle_timeout_s) as watchdog:
+            chunks = (watchdog.fed(m.chunk) for m in request_iterator if m.WhichOneof("part") == "chunk")
+            id, dedup = self.app.data.put(chunks, sha256=h.sha256, fmt=h.format, display_name=h.display_name, size_bytes=h.size_bytes)
         return ds_pb.UploadDatasetResponse(dataset=self.s.dataset(self.app.registry.dataset(id)), deduplicated=dedup)
 
     def GetDataset(self, request, context):  # noqa: N802

@@ -20,14 +20,21 @@ class Settings:
     port: int = DEFAULT_PORT  # 0 picks a free port (tests)
     root: str = str(Path.home() / ".ember")  # registry, models, datasets, jobs, artifacts
     data_roots: tuple[str, ...] = ()  # folders whose files the daemon may read by path
-    token: str | None = None  # bearer token required on every call (except health) when set
+    token: str | None = None  # bearer token required on every call (except health) when set (prefer token_file or EMBER_TOKEN: flags show in ps)
+    token_file: str | None = None  # file holding the bearer token (its first line)
     tls_cert: str | None = None  # PEM certificate chain; with tls_key, serve TLS
     tls_key: str | None = None
     max_message_bytes: int = 64 * 1024 * 1024  # larger requests get RESOURCE_EXHAUSTED
     cache_budget_bytes: int = 2 * 1024**3  # warm model cache (LRU) memory budget
     max_concurrent_jobs: int = 1  # training workers at once; more jobs queue
-    rpc_threads: int = 16
+    rpc_threads: int = 32  # must exceed max_streams + max_heavy_calls: the rest stay free for health and quick calls
     torch_threads: int = 0  # intra-op threads for serving; 0 = all cores
+    max_streams: int = 12  # long-lived streams at once (WatchJob, UploadDataset, DownloadArtifact, health Watch); more: RESOURCE_EXHAUSTED
+    max_heavy_calls: int = 8  # Predict/Evaluate/Embed/Dump/Export/Fit/Resume/Transfer at once; more: RESOURCE_EXHAUSTED
+    upload_idle_timeout_s: float = 60.0  # an upload stream that sends nothing for this long is cancelled
+    max_predict_rows: int = 10_000  # rows per Predict/Evaluate/Embed call
+    max_image_pixels: int = 89_478_485  # pixels per image (Pillow's bomb guard); larger: INVALID_ARGUMENT
+    max_json_depth: int = 16  # nesting of JSON a caller sends (rows, hyperparameter values)
 
     @property
     def root_path(self) -> Path:
@@ -46,7 +53,35 @@ def _coerce(name: str, value: Any) -> Any:
         return tuple(value)
     if isinstance(default, int) and not isinstance(default, bool):
         return int(value)
+    if isinstance(default, float):
+        return float(value)
     return value
+
+
+def check_settings(settings: Settings) -> Settings:
+    """Settings that make sense together (else the daemon refuses to start, saying why)."""
+    s = settings
+    if s.token and s.token_file:
+        raise SystemExit("emberd: give the token once: --token-file (or EMBER_TOKEN), not both")
+    if s.token_file:
+        try:
+            token = next(iter(Path(s.token_file).read_text().split()), "")
+        except OSError as e:
+            raise SystemExit(f"emberd: cannot read --token-file {s.token_file!r}: {e.strerror}") from None
+        if not token:
+            raise SystemExit(f"emberd: --token-file {s.token_file!r} is empty")
+        s = dataclasses.replace(s, token=token)
+    for name in ("rpc_threads", "max_streams", "max_heavy_calls", "max_predict_rows", "max_image_pixels", "max_json_depth"):
+        if getattr(s, name) < 1:
+            raise SystemExit(f"emberd: {name} must be at least 1, got {getattr(s, name)}")
+    if s.rpc_threads < s.max_streams + s.max_heavy_calls + 4:
+        raise SystemExit(
+            f"emberd: rpc_threads ({s.rpc_threads}) must be at least max_streams + max_heavy_calls + 4 "
+            f"({s.max_streams + s.max_heavy_calls + 4}), so that health checks and quick calls always find a thread"
+        )
+    if not (s.upload_idle_timeout_s > 0):
+        raise SystemExit(f"emberd: upload_idle_timeout_s must be > 0, got {s.upload_idle_timeout_s}")
+    return s
 
 
 def load_settings(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -75,4 +110,4 @@ def load_settings(argv: Sequence[str] | None = None, env: dict[str, str] | None 
     unknown = set(values) - set(_ENV)
     if unknown:
         raise SystemExit(f"emberd: unknown setting(s) {sorted(unknown)}; valid: {sorted(_ENV)}")
-    return Settings(**{k: _coerce(k, v) for k, v in values.items()})
+    return check_settings(Settings(**{k: _coerce(k, v) for k, v in values.items()}))

@@ -34,7 +34,7 @@ import pandas as pd
 
 FORMAT = "ember-onnx/1"
 
-__all__ = ["FORMAT", "OnnxPredictor", "image_source", "load_image", "truncate_pair"]
+__all__ = ["FORMAT", "OnnxPredictor", "image_array", "image_source", "load_image", "truncate_pair"]
 
 
 def image_source(value: Any) -> Any:
@@ -55,14 +55,22 @@ def load_image(value: Any, size: int) -> np.ndarray:
     """Decode one image (path, bytes or base64 data URI) to uint8 HWC RGB: shorter side
     resized and center-cropped to ``size`` (bilinear); large JPEGs are decoded at a reduced
     scale. Raises ``OSError``/``ValueError`` if it cannot be read. Ember's training uses this too."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     with Image.open(image_source(value)) as img:
-        if img.format == "JPEG":
-            img.draft("RGB", (size, size))
-        img = ImageOps.exif_transpose(img).convert("RGB")
-        img = ImageOps.fit(img, (size, size), method=Image.Resampling.BILINEAR)
-        return np.asarray(img, dtype=np.uint8)
+        return image_array(img, size)
+
+
+def image_array(img: Any, size: int) -> np.ndarray:
+    """An opened ``PIL.Image`` as ``load_image`` returns it (the daemon opens images under
+    its read policy, then shares this step with the ONNX runner)."""
+    from PIL import Image, ImageOps
+
+    if img.format == "JPEG":
+        img.draft("RGB", (size, size))
+    img = ImageOps.exif_transpose(img).convert("RGB")
+    img = ImageOps.fit(img, (size, size), method=Image.Resampling.BILINEAR)
+    return np.asarray(img, dtype=np.uint8)
 
 
 def truncate_pair(la: int, lb: int, budget: int) -> tuple[int, int]:

@@ -19,10 +19,59 @@ import pandas as pd
 
 from .errors import FailedPrecondition, InvalidArgument, NotFound
 
-__all__ = ["load_table", "read_jsonl", "records_frame", "Schema", "infer_schema", "IMAGE_SUFFIXES"]
+__all__ = ["load_table", "read_jsonl", "records_frame", "parse_json", "numeric_values", "Schema", "infer_schema", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 PROBLEM_TYPES = ("binary", "multiclass", "regression")
+
+
+MAX_JSON_DEPTH = 16  # nesting a JSON value from a caller may have (detection rows need 4)
+
+
+def json_depth(value: Any) -> int:
+    """How deeply ``value`` (parsed JSON) nests lists and objects (a scalar is 0)."""
+    depth, level = 0, [(value, 1)]
+    while level:
+        v, d = level.pop()
+        if isinstance(v, (list, dict)):
+            depth = max(depth, d)
+            level.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return depth
+
+
+class JsonTooDeep(InvalidArgument):
+    """JSON from a caller that nests deeper than allowed."""
+
+
+def parse_json(text: str | bytes, what: str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """A caller's JSON text parsed, refused as INVALID_ARGUMENT (naming ``what``) if it is
+    not JSON or nests deeper than ``max_depth`` (never a RecursionError)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise JsonTooDeep(f"{what}: JSON nested deeper than {max_depth} levels") from None
+    except ValueError as e:
+        raise InvalidArgument(f"{what} is not JSON: {e}") from None
+    if json_depth(value) > max_depth:
+        raise JsonTooDeep(f"{what}: JSON nested deeper than {max_depth} levels")
+    return value
+
+
+def numeric_values(series: pd.Series, column: str, what: str = "data") -> np.ndarray:
+    """A numeric column as float64, missing cells as NaN. A cell that holds something other
+    than a finite number (a word, a list, inf) is INVALID_ARGUMENT naming its row: it is
+    never quietly read as missing (that is, as the column's mean)."""
+    v = pd.to_numeric(series, errors="coerce").to_numpy(np.float64)
+    bad = (np.isnan(v) & series.notna().to_numpy()) | np.isinf(v)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        cell = series.iloc[i]
+        shown = repr(cell) if len(repr(cell)) <= 60 else repr(cell)[:57] + "..."
+        raise InvalidArgument(
+            f"{what}: numeric column {column!r} holds {shown} at row {i} ({int(bad.sum())} such cell(s)); "
+            "give finite numbers, or leave the cell empty for a missing value"
+        )
+    return v
 
 
 def records_frame(records: Any, what: str) -> pd.DataFrame:
@@ -41,10 +90,7 @@ def read_jsonl(path: str | os.PathLike, what: str = "data") -> pd.DataFrame:
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except ValueError as e:
-                    raise InvalidArgument(f"{what}: line {n} is not JSON: {e}") from None
+                records.append(parse_json(line, f"{what}: line {n}"))
     return records_frame(records, what)
 
 
@@ -155,6 +201,8 @@ class Schema:
             raise InvalidArgument(
                 f"{what} lacks column(s) {missing} that this model reads; it has {list(df.columns)}"
             )
+        for col in self.numeric:
+            numeric_values(df[col], col, what)
 
 
 def is_data_uri(value: str) -> bool:

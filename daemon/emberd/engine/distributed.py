@@ -60,6 +60,8 @@ class Scale:
         if strategy not in STRATEGIES:
             hint = " Ember starts the ranks itself (the daemon, torchrun or SLURM): use 'ddp'." if strategy.startswith("ddp") else ""
             raise InvalidArgument(f"env.strategy must be one of {STRATEGIES}, got {strategy!r}.{hint}")
+        if num_nodes > 1024:
+            raise InvalidArgument(f"env.num_nodes must be at most 1024, got {num_nodes}")
         if num_gpus == -1:
             num_gpus = torch.cuda.device_count()
         if num_gpus > 0:
@@ -71,6 +73,12 @@ class Scale:
             if devices and devices != num_gpus:
                 raise InvalidArgument(f"env.devices={devices} and env.num_gpus={num_gpus} disagree: on GPU there is one process per GPU")
             return cls(devices=num_gpus, num_nodes=num_nodes, strategy=strategy, accelerator="gpu")
+        cores = os.cpu_count() or 1
+        if devices > cores:
+            raise InvalidArgument(
+                f"env.devices={devices}: this machine has {cores} CPU core(s), so at most {cores} CPU processes per node; "
+                "ask for fewer (or train on GPUs with env.num_gpus)"
+            )
         return cls(devices=devices or 1, num_nodes=num_nodes, strategy=strategy, accelerator="cpu")
 
     def to_hyperparameters(self) -> dict[str, Any]:
@@ -95,16 +103,27 @@ class Scale:
         return {"accelerator": self.accelerator, "devices": self.devices, "num_nodes": self.num_nodes, "strategy": strategy}
 
 
+def _whole(v: Any) -> bool:
+    """A whole number (or its text), not a bool."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        return False
+    try:
+        f = float(v)
+    except ValueError:
+        return False
+    return f == f and abs(f) != float("inf") and f == int(f)
+
+
 def split_scale(hyperparameters: Mapping[str, Any] | None) -> tuple[Scale | None, dict[str, Any]]:
     """The scale-out keys of ``hyperparameters`` as a Scale (None if there are none), and the rest."""
     rest = dict(hyperparameters or {})
     given = {SCALE_KEYS[k]: rest.pop(k) for k in list(rest) if k in SCALE_KEYS}
     if not given:
         return None, rest
-    try:
-        settings = {k: (str(v) if k == "strategy" else int(v)) for k, v in given.items()}
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"scale-out hyperparameters take integers (strategy a name), got {given}") from None
+    bad = {k: v for k, v in given.items() if (not isinstance(v, str) if k == "strategy" else not _whole(v))}
+    if bad:
+        raise InvalidArgument(f"scale-out hyperparameters take whole numbers (env.strategy a name), got {bad}")
+    settings = {k: (str(v) if k == "strategy" else int(float(v))) for k, v in given.items()}
     return Scale.from_settings(**settings), rest
 
 

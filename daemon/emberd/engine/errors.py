@@ -42,3 +42,7 @@ class DataLoss(EmberError):
 
 class ResourceExhausted(EmberError):
     """A size or memory limit was hit."""
+
+
+class Cancelled(EmberError):
+    """The caller went away (cancelled the call, or its deadline passed): the work stopped."""

@@ -13,6 +13,7 @@ never falls back from one to the other.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import math
@@ -27,10 +28,11 @@ from PIL import UnidentifiedImageError
 
 # One definition of image decoding and pair truncation, shared with the torch-free ONNX
 # runner: a bundle's predictions are made from exactly the inputs training saw.
-from ember.onnx import load_image, truncate_pair
+from ember.onnx import image_array, truncate_pair
 
-from .data import Schema
+from .data import Schema, numeric_values
 from .errors import FailedPrecondition, InvalidArgument
+from .sources import open_image
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,13 @@ def _cell_name(v: Any) -> str:
     return repr(v)
 
 
+def load_image(value: Any, size: int, what: str = "image") -> np.ndarray:
+    """One image cell decoded as the ONNX runner decodes it, opened under the process's
+    read policy (``sources``: confined paths, regular files only, a pixel limit)."""
+    with open_image(value, what) as img:
+        return image_array(img, size)
+
+
 def decode_images(values: Sequence[Any], decode: Callable[[Any], Any]) -> tuple[list[Any | None], list[str]]:
     """``decode`` each value (path, bytes or data URI; never returning a str) on two threads: the
     results (None where it failed) and an error naming each value that could not be read."""
@@ -138,8 +147,8 @@ def decode_images(values: Sequence[Any], decode: Callable[[Any], Any]) -> tuple[
         except (OSError, ValueError, UnidentifiedImageError) as e:
             return f"{type(e).__name__}: {e}"
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(one, values))
+    with ThreadPoolExecutor(max_workers=2) as pool:  # each read in a copy of the caller's context (its read policy)
+        results = [f.result() for f in [pool.submit(contextvars.copy_context().run, one, v) for v in values]]
     errors = []
     out: list[Any | None] = []
     for v, r in zip(values, results):
@@ -172,7 +181,7 @@ def encode_table(
     images: list[np.ndarray] = []
     decoded_cols = []
     for col in schema.image:
-        decoded, errors = decode_images(df[col].tolist(), lambda v: load_image(v, image_size))
+        decoded, errors = decode_images(df[col].tolist(), lambda v: load_image(v, image_size, col))
         if errors:
             if not skip_bad_images:
                 raise InvalidArgument(
@@ -205,7 +214,7 @@ def encode_table(
         cols = []
         for col in schema.numeric:
             mean, std = schema.numeric_stats[col]
-            v = (pd.to_numeric(df[col], errors="coerce").to_numpy(np.float64) - mean) / std
+            v = (numeric_values(df[col], col) - mean) / std
             cols.append(np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0))
         numeric = torch.from_numpy(np.stack(cols, 1).astype(np.float32))
 

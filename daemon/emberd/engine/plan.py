@@ -4,6 +4,7 @@ fails the call itself (not a job, minutes later)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +40,16 @@ def plan_fit(
     eval_metric: str | None = None,
     column_types: dict[str, str] | None = None,
     current: tuple[Schema, Config] | None = None,
+    time_limit: float | None = None,
+    seed: int = 0,
 ) -> FitPlan:
-    """``current``: the schema and config of the model a continued fit starts from."""
+    """``current``: the schema and config of the model a continued fit starts from.
+    Every option is checked here (type, range, finite), before anything is written."""
+    check_run_options(time_limit=time_limit, seed=seed)
+    if column_types:
+        unknown = [c for c in column_types if c not in train_df.columns]
+        if unknown:
+            raise InvalidArgument(f"column_types names column(s) {unknown} that train_data lacks; its columns are {list(train_df.columns)}")
     scale, hyperparameters = split_scale(hyperparameters)
     if label is None:
         raise InvalidArgument("a label is required: name the column to predict")
@@ -85,6 +94,22 @@ def plan_fit(
     if len(drop_unlabelled(train_df, label)) < 2:
         raise InvalidArgument("train_data needs at least 2 labelled rows")
     return FitPlan(schema, cfg, metric, continued=current is not None, scale=scale or Scale())
+
+
+MAX_TIME_LIMIT_S = 30 * 24 * 3600.0  # a month
+MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range
+
+
+def check_run_options(*, time_limit: float | None, seed: int) -> None:
+    """``time_limit``: None (no limit) or finite seconds in (0, a month]; ``seed`` an
+    integer in [0, 2**32 - 1]."""
+    if time_limit is not None:
+        if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not math.isfinite(time_limit) or not 0 < time_limit <= MAX_TIME_LIMIT_S:
+            raise InvalidArgument(
+                f"time_limit must be finite seconds in (0, {MAX_TIME_LIMIT_S:g}] (or none for no limit), got {time_limit!r}"
+            )
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise InvalidArgument(f"seed must be an integer in [0, {MAX_SEED}], got {seed!r}")
 
 
 def _refuse_structural(base: Config, hyperparameters: dict[str, Any]) -> None:

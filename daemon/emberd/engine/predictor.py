@@ -28,7 +28,7 @@ from .detection.model import DetectionModel
 from .detection.training import train_detector
 from .model_store import ModelStore, TrainedModel, frame_digest, load_model
 from .models import build_net
-from .plan import plan_fit
+from .plan import check_run_options, plan_fit
 from .storage import read_json, write_json
 from .training import train
 
@@ -138,8 +138,7 @@ class Predictor:
         predictor's folder as it was."""
         started = time.monotonic()
         emit = on_event or self._log_event
-        if time_limit is not None and time_limit <= 0:
-            raise InvalidArgument(f"time_limit must be positive seconds, got {time_limit}")
+        check_run_options(time_limit=time_limit, seed=seed)
         train_df = load_table(train_data, what="train_data")
         tuning_df = load_table(tuning_data, what="tuning_data") if tuning_data is not None else None
         store = ModelStore(self.path)
@@ -161,6 +160,8 @@ class Predictor:
             eval_metric=self.eval_metric,
             column_types=column_types,
             current=(parent.schema, parent.cfg) if parent else None,
+            time_limit=time_limit,
+            seed=seed,
         )
         schema, cfg, metric = plan.schema, plan.cfg, plan.metric
         rank = launched_rank(plan.scale)

@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -9,8 +10,19 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ModelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_STATE_UNSPECIFIED: _ClassVar[ModelState]
+    MODEL_STATE_READY: _ClassVar[ModelState]
+    MODEL_STATE_TRAINING: _ClassVar[ModelState]
+    MODEL_STATE_UNFINISHED: _ClassVar[ModelState]
+MODEL_STATE_UNSPECIFIED: ModelState
+MODEL_STATE_READY: ModelState
+MODEL_STATE_TRAINING: ModelState
+MODEL_STATE_UNFINISHED: ModelState
+
 class Model(_message.Message):
-    __slots__ = ("name", "label", "problem_type", "eval_metric", "current_version", "versions", "training", "classes")
+    __slots__ = ("name", "label", "problem_type", "eval_metric", "current_version", "versions", "training", "classes", "state")
     NAME_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +31,7 @@ class Model(_message.Message):
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     TRAINING_FIELD_NUMBER: _ClassVar[int]
     CLASSES_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
     name: str
     label: str
     problem_type: str
@@ -27,7 +40,8 @@ class Model(_message.Message):
     versions: _containers.RepeatedCompositeFieldContainer[ModelVersion]
     training: bool
     classes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., label: _Optional[str] = ..., problem_type: _Optional[str] = ..., eval_metric: _Optional[str] = ..., current_version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ..., training: _Optional[bool] = ..., classes: _Optional[_Iterable[str]] = ...) -> None: ...
+    state: ModelState
+    def __init__(self, name: _Optional[str] = ..., label: _Optional[str] = ..., problem_type: _Optional[str] = ..., eval_metric: _Optional[str] = ..., current_version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ..., training: _Optional[bool] = ..., classes: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[ModelState, str]] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
     __slots__ = ("version", "parent_version", "val_score", "train_digest", "job_id", "create_time", "forgetting_before", "forgetting_after")

@@ -21,11 +21,11 @@ import pandas as pd
 import torch
 from PIL import Image, ImageOps
 
-from ember.onnx import image_source
 
-from ..data import Schema, _looks_like_image
+from ..data import JsonTooDeep, Schema, _looks_like_image, parse_json
 from ..errors import InvalidArgument, NotFound
 from ..features import decode_images
+from ..sources import open_image
 
 log = logging.getLogger("emberd.engine")
 
@@ -47,7 +47,7 @@ def load_coco(path: str | os.PathLike, image_root: str | os.PathLike | None = No
     if not path.exists():
         raise NotFound(f"no such COCO annotation file {str(path)!r}")
     try:
-        coco = json.loads(path.read_text())
+        coco = parse_json(path.read_bytes(), str(path))
         images, cats = coco["images"], {c["id"]: c["name"] for c in coco["categories"]}
         anns = coco.get("annotations", [])
     except (ValueError, KeyError, TypeError) as e:
@@ -77,8 +77,10 @@ def _json_list(value: Any) -> Any:
     """A list cell as read from CSV/TSV (JSON text, ``[[1, 2, 30, 40]]``) parsed; others as given."""
     if isinstance(value, str) and value.lstrip().startswith("["):
         try:
-            return json.loads(value)
-        except ValueError:
+            return parse_json(value, "a boxes or labels cell")
+        except JsonTooDeep:
+            raise
+        except InvalidArgument:
             return value
     return value
 
@@ -162,7 +164,7 @@ class DetectionSet:
 
 
 def _decode(value: Any, size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    with Image.open(image_source(value)) as img:
+    with open_image(value, "image") as img:
         img = ImageOps.exif_transpose(img).convert("RGB")
         hw = (img.height, img.width)
         return np.asarray(img.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8), hw

@@ -149,7 +149,7 @@ PRESETS: dict[str, Callable[[int], dict[str, Any]]] = {
 
 
 def is_mmdet_folder(name: str) -> bool:
-    return os.path.isdir(name) and os.path.exists(os.path.join(name, "config.json")) and os.path.exists(os.path.join(name, "model.safetensors"))
+    return ("/" in name or os.sep in name) and os.path.isdir(name) and os.path.exists(os.path.join(name, "config.json")) and os.path.exists(os.path.join(name, "model.safetensors"))
 
 
 def check_detector_checkpoint(name: str) -> None:

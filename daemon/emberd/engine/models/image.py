@@ -12,15 +12,22 @@ from ..config import ImageConfig
 from ..errors import NotFound
 
 
+def names_folder(name: str) -> bool:
+    """A checkpoint name that is a path (it has a separator: ``./x``, ``/a/b``), not an
+    architecture or preset name (``resnet18``): a bare name never reads a folder that
+    happens to sit in the working directory."""
+    return "/" in name or os.sep in name
+
+
 def is_timm_folder(name: str) -> bool:
-    return os.path.isdir(name) and os.path.exists(os.path.join(name, "config.json"))
+    return names_folder(name) and os.path.isdir(name) and os.path.exists(os.path.join(name, "config.json"))
 
 
 def check_image_checkpoint(name: str) -> None:
     """Raise NotFound unless ``name`` is a timm architecture or a timm folder on disk."""
     if is_timm_folder(name):
         return
-    if "/" in name or os.sep in name:
+    if names_folder(name):
         raise NotFound(
             f"model.timm_image.checkpoint_name {name!r} is not a timm folder on disk "
             "(config.json + model.safetensors, as dump_model writes)"
