@@ -31,7 +31,7 @@ from .engine.data import Schema
 from .engine.errors import Cancelled, FailedPrecondition, InvalidArgument, NotFound
 from .engine.model_store import ModelStore
 from .engine.plan import check_run_options, plan_fit
-from .engine.sources import ReadPolicy, confine, is_image_path, open_image
+from .engine.sources import ImageTooLarge, ReadPolicy, confine, is_image_path, open_image
 from .engine.storage import fresh_staging_dir, read_json
 from .jobs import JobManager
 from .registry import JobRow, Registry
@@ -97,6 +97,14 @@ def _with_scale(hyperparameters: dict[str, Any], scale: ScaleOptions) -> dict[st
 
 
 def _local_only(scale: Scale) -> Scale:
+    """``scale`` if this daemon can start its ranks: one machine, no more processes than
+    its cores (CPU ranks) or its GPUs."""
+    if scale.accelerator == "cpu" and scale.devices > (os.cpu_count() or 1):
+        cores = os.cpu_count() or 1
+        raise InvalidArgument(
+            f"env.devices (ScaleOptions.devices) = {scale.devices}: this machine has {cores} CPU core(s), "
+            f"so the daemon starts at most {cores} processes; ask for 1 to {cores}"
+        )
     if scale.num_nodes > 1:
         raise FailedPrecondition(
             f"num_nodes={scale.num_nodes}: the daemon starts the ranks of one machine only. Run a multi-node fit with "
@@ -253,6 +261,8 @@ class Ember:
         self.admit_images(train_t.frame, plan.schema.image, "train_data")
         if tuning_t:
             self.admit_images(tuning_t.frame, plan.schema.image, "tuning_data")
+            tuning_t = self.data.keep(tuning_t, "tuning_data")
+        train_t = self.data.keep(train_t, "train_data")
         spec = {
             "model_dir": str(self.model_dir(name)),
             "label": label,
@@ -281,28 +291,28 @@ class Ember:
         return out
 
     def admit_images(self, frame: pd.DataFrame, columns: tuple[str, ...] | list[str], what: str) -> None:
-        """Refuse, before any work, an image cell the daemon must not or cannot read: a path
-        outside the data roots or not a regular file (PERMISSION_DENIED / INVALID_ARGUMENT),
-        an inline image over the pixel limit or not an image (INVALID_ARGUMENT). Paths are
-        only stat'ed here; the engine reads them under the same policy."""
+        """Refuse, before any work, an image cell the daemon must not read: a path outside
+        the data roots (PERMISSION_DENIED), or not a regular file, or an inline image over
+        the pixel limit (INVALID_ARGUMENT). Paths are only stat'ed here, and the engine reads
+        them under the same policy; a missing or undecodable image inside the roots is
+        skipped with a warning by the fit, as always."""
         for col in columns:
             if col not in frame.columns:
                 continue
             for i, v in enumerate(frame[col].tolist()):
-                if v is None or (isinstance(v, float) and v != v):
-                    continue
                 cell = f"{what}: column {col!r} row {i}"
                 if is_image_path(v):
-                    confine(v, cell, kind="file", policy=self.read_policy)
+                    try:
+                        confine(v, cell, kind="file", policy=self.read_policy)
+                    except NotFound:
+                        pass
                 elif isinstance(v, (str, bytes, bytearray)):
                     try:
                         open_image(v, cell, policy=self.read_policy).close()
-                    except InvalidArgument:
+                    except ImageTooLarge:
                         raise
-                    except Exception as e:  # noqa: BLE001 - what Pillow says of bytes that are no image
-                        raise InvalidArgument(f"{cell}: not an image Pillow can read ({type(e).__name__})") from None
-                else:
-                    raise InvalidArgument(f"{cell}: an image cell holds a path, bytes or a data URI, not {type(v).__name__}")
+                    except Exception:  # noqa: BLE001 - not an image: the fit skips it, naming it
+                        pass
 
     def _submit(self, name: str, kind: str, spec: dict[str, Any], label: str, problem_type: str, metric: str, resumes: str | None = None) -> JobRow:
         job = self.registry.create_job(JobManager.new_id(), name, kind, spec, resumes_job_id=resumes)
@@ -348,9 +358,9 @@ class Ember:
                 changes["env.num_gpus"] = changes["env.devices"]  # on GPU, one rank per GPU
             spec["scale"] = _local_only(split_scale({**base, **changes})[0]).to_dict()
         if train:
-            spec["train_path"] = str(self.data.resolve(**vars(train), what="train_data").path)
+            spec["train_path"] = str(self.data.keep(self.data.resolve(**vars(train), what="train_data"), "train_data").path)
         if tuning:
-            spec["tuning_path"] = str(self.data.resolve(**vars(tuning), what="tuning_data").path)
+            spec["tuning_path"] = str(self.data.keep(self.data.resolve(**vars(tuning), what="tuning_data"), "tuning_data").path)
         return self._submit(name, "RESUME", spec, row["label"], row["problem_type"], row["eval_metric"], resumes=last.id)
 
     # ---- serving ----------------------------------------------------------------------------
@@ -388,6 +398,7 @@ class Ember:
         self._admit_rows(frame, "data")
         entry, v = self.warm(name, version)
         p = entry.predictor
+        p._require_model().schema.check_columns(frame, with_label=False)  # whole-request errors name whole-request rows
         step = max(1, p._require_model().cfg.env.eval_batch_size)
         parts: list[Any] = []
         for start in range(0, len(frame), step):
@@ -421,6 +432,7 @@ class Ember:
     def embed(self, name: str, version: int, frame: pd.DataFrame, alive: Callable[[], bool] = lambda: True) -> np.ndarray:
         self._admit_rows(frame, "data")
         entry, _ = self.warm(name, version)
+        entry.predictor._require_model().schema.check_columns(frame, with_label=False)
         step = max(1, entry.predictor._require_model().cfg.env.eval_batch_size)
         parts = []
         for start in range(0, len(frame), step):
@@ -453,7 +465,7 @@ class Ember:
         from .engine import errors
 
         v = self.require_version(name, version)
-        rows = str(self.data.resolve(**vars(parity), what="parity_data").path) if parity else None
+        rows = str(self.data.keep(self.data.resolve(**vars(parity), what="parity_data"), "parity_data").path) if parity else None
         art_id = uuid.uuid4().hex
         final = self.artifacts_dir / art_id
         with self._exports, tempfile.TemporaryDirectory(prefix="ember-export-") as tmp:

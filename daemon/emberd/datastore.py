@@ -38,11 +38,13 @@ def records_frame(json_records: str, what: str, max_depth: int = MAX_JSON_DEPTH)
 
 @dataclass(frozen=True)
 class Table:
-    """A resolved table reference: a file the worker can read, and its rows."""
+    """A resolved table reference: a file the worker can read, and its rows. Inline rows
+    have no file until ``DataStore.keep`` stores them (after the request was admitted)."""
 
-    path: Path
+    path: Path | None
     frame: pd.DataFrame
     dataset_id: str | None
+    inline: bytes | None = None  # Parquet bytes of inline rows, not stored yet
 
 
 class DataStore:
@@ -142,12 +144,18 @@ class DataStore:
             frame = records_frame(json_records, what, self.max_json_depth)
             buf = io.BytesIO()
             frame.to_parquet(buf, index=False)
-            id = self.put_bytes(buf.getvalue(), "parquet", what)
-            return Table(self.file(id, "parquet"), frame, id)
+            return Table(None, frame, None, inline=buf.getvalue())
         if parquet:
-            id = self.put_bytes(parquet, "parquet", what)
-            return Table(self.file(id, "parquet"), self._read(self.file(id, "parquet"), "parquet"), id)
+            return Table(None, self._read_bytes(parquet), None, inline=parquet)
         raise InvalidArgument(f"{what} is missing: give a dataset_id, a path, json_records or parquet bytes")
+
+    def keep(self, table: Table, what: str) -> Table:
+        """``table`` with its inline rows stored as a dataset (a file the worker reads);
+        called once the request is admitted, so a refused one stores nothing."""
+        if table.inline is None:
+            return table
+        id = self.put_bytes(table.inline, "parquet", what)
+        return Table(self.file(id, "parquet"), table.frame, id)
 
     def frame(self, *, dataset_id: str = "", path: str = "", json_records: str = "", parquet: bytes = b"", what: str) -> pd.DataFrame:
         """Rows for inference: like ``resolve`` but inline rows are not stored."""

@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Any, Iterator
 
+import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ember.v1 import (
@@ -29,7 +30,7 @@ from ember.v1 import (
 
 from .app import Ember, FitOptions, ScaleOptions, TableRef
 from .engine.data import JsonTooDeep, parse_json
-from .engine.errors import InvalidArgument, NotFound
+from .engine.errors import Cancelled, InvalidArgument, NotFound
 from .registry import JobRow
 
 CHUNK = 1 << 20
@@ -303,9 +304,14 @@ class DatasetServicer(ds_grpc.DatasetServiceServicer):
         if first is None or first.WhichOneof("part") != "header":
             raise InvalidArgument("an upload starts with a header message (display_name, format, sha256, size_bytes)")
         h = first.header
-        with IdleWatchdog(context, self.app.settings.upload_idle_timeout_s) as watchdog:
+        timeout = self.app.settings.upload_idle_timeout_s
+        with IdleWatchdog(context, timeout) as watchdog:
             chunks = (watchdog.fed(m.chunk) for m in request_iterator if m.WhichOneof("part") == "chunk")
-            id, dedup = self.app.data.put(chunks, sha256=h.sha256, fmt=h.format, display_name=h.display_name, size_bytes=h.size_bytes)
+            try:
+                id, dedup = self.app.data.put(chunks, sha256=h.sha256, fmt=h.format, display_name=h.display_name, size_bytes=h.size_bytes)
+            except grpc.RpcError:  # the stream broke off (nothing was stored)
+                why = f"it sent nothing for {timeout:g} s (--upload-idle-timeout-s)" if watchdog.fired else "the client cancelled it"
+                raise Cancelled(f"upload {h.display_name!r} stopped: {why}") from None
         return ds_pb.UploadDatasetResponse(dataset=self.s.dataset(self.app.registry.dataset(id)), deduplicated=dedup)
 
     def GetDataset(self, request, context):  # noqa: N802

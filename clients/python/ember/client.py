@@ -62,6 +62,30 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t" if suffix in (".tsv", ".tab") else ",")
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def inline_local_images(df: pd.DataFrame) -> pd.DataFrame:
+    """The frame with each image path that names a file on this machine replaced by the
+    file's bytes. The daemon reads paths only under its ``--data-roots`` (it may be on
+    another host, or serve other users); the client reads what its own user may read, so
+    AutoMM's frames of image paths work against any daemon. Other cells stay as they are."""
+    out = None
+    for col in df.columns:
+        if df[col].dtype != object:
+            continue
+        values = df[col].dropna()
+        if len(values) == 0 or not all(isinstance(v, str) and v.lower().endswith(IMAGE_SUFFIXES) for v in values.head(20)):
+            continue
+        def read(v: Any) -> Any:
+            if isinstance(v, str) and v.lower().endswith(IMAGE_SUFFIXES) and os.path.isfile(v):
+                return Path(v).read_bytes()
+            return v
+        out = df.copy() if out is None else out
+        out[col] = df[col].map(read)
+    return df if out is None else out
+
+
 def table_bytes(df: pd.DataFrame) -> bytes:
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
@@ -131,7 +155,7 @@ class Client:
     # ---- datasets -------------------------------------------------------------------------
     def upload(self, df: pd.DataFrame, name: str = "table") -> str:
         """Upload a frame (as Parquet) unless the daemon already holds these bytes; its id."""
-        data = table_bytes(df)
+        data = table_bytes(inline_local_images(df))
         sha = hashlib.sha256(data).hexdigest()
         try:
             self.datasets.GetDataset(ds_pb.GetDatasetRequest(id=sha), metadata=self._md)
@@ -160,6 +184,7 @@ class Client:
     def rows(df: pd.DataFrame) -> table_pb2.TableData:
         """Small frames go inline (no upload round trip): as JSON, or as Parquet when cells
         hold bytes (images) or lists (detection boxes), which JSON cannot carry."""
+        df = inline_local_images(df)
         if any(df[c].map(lambda v: isinstance(v, (bytes, bytearray, list, np.ndarray))).any() for c in df.columns if df[c].dtype == object):
             return table_pb2.TableData(parquet=table_bytes(df))
         return table_pb2.TableData(json_records=df.to_json(orient="records"))

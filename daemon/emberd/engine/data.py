@@ -63,6 +63,8 @@ def numeric_values(series: pd.Series, column: str, what: str = "data") -> np.nda
     never quietly read as missing (that is, as the column's mean)."""
     v = pd.to_numeric(series, errors="coerce").to_numpy(np.float64)
     bad = (np.isnan(v) & series.notna().to_numpy()) | np.isinf(v)
+    if series.dtype == object:  # JSON's true/false among numbers is a mistake, not 1/0
+        bad |= series.map(lambda c: isinstance(c, (bool, np.bool_))).to_numpy(bool)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         cell = series.iloc[i]

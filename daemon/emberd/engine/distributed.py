@@ -73,12 +73,8 @@ class Scale:
             if devices and devices != num_gpus:
                 raise InvalidArgument(f"env.devices={devices} and env.num_gpus={num_gpus} disagree: on GPU there is one process per GPU")
             return cls(devices=num_gpus, num_nodes=num_nodes, strategy=strategy, accelerator="gpu")
-        cores = os.cpu_count() or 1
-        if devices > cores:
-            raise InvalidArgument(
-                f"env.devices={devices}: this machine has {cores} CPU core(s), so at most {cores} CPU processes per node; "
-                "ask for fewer (or train on GPUs with env.num_gpus)"
-            )
+        if devices > 4096:
+            raise InvalidArgument(f"env.devices must be at most 4096, got {devices}")
         return cls(devices=devices or 1, num_nodes=num_nodes, strategy=strategy, accelerator="cpu")
 
     def to_hyperparameters(self) -> dict[str, Any]:

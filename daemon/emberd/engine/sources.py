@@ -35,6 +35,7 @@ __all__ = [
     "confine",
     "read_regular_file",
     "open_image",
+    "ImageTooLarge",
     "image_bytes",
     "is_image_path",
     "DEFAULT_MAX_IMAGE_PIXELS",
@@ -68,6 +69,10 @@ class ReadPolicy:
 # A context variable, not a global: an in-process daemon (tests, embedding) confines its RPCs
 # without confining the library code beside it. Threads that read for a call copy the
 # caller's context (``features.decode_images`` does).
+class ImageTooLarge(InvalidArgument):
+    """An image with more pixels than the read policy allows."""
+
+
 _policy: contextvars.ContextVar[ReadPolicy] = contextvars.ContextVar("ember_read_policy", default=ReadPolicy())
 
 
@@ -189,11 +194,11 @@ def open_image(value: Any, what: str = "image", *, policy: ReadPolicy | None = N
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:  # Pillow's own guard (twice its MAX_IMAGE_PIXELS) caps ours
-        raise InvalidArgument(f"{what}: an image over this daemon's limit of {limit} pixels (--max-image-pixels); send it smaller") from None
+        raise ImageTooLarge(f"{what}: an image over this daemon's limit of {limit} pixels (--max-image-pixels); send it smaller") from None
     if img.width * img.height > limit:
         size = f"{img.width}x{img.height}"
         img.close()
-        raise InvalidArgument(
+        raise ImageTooLarge(
             f"{what}: an image of {size} pixels is over this daemon's limit of {limit} pixels "
             "(--max-image-pixels); send it smaller"
         )
