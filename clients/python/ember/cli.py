@@ -15,7 +15,7 @@ import json
 import sys
 
 from .client import Client, EmberRpcError, read_table
-from .v1 import job_pb2
+from .v1 import job_pb2, model_pb2
 
 
 def _hp(pairs: list[str]) -> dict:
@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{st.cache_misses} misses, {st.cache_evictions} evictions, {st.cache_bytes}/{st.cache_budget_bytes} bytes")
         elif args.cmd == "models":
             for m in client.list_models():
-                print(f"{m.name}\tv{m.current_version}\t{m.problem_type}\tlabel={m.label}\t{'training' if m.training else ''}")
+                state = model_pb2.ModelState.Name(m.state).removeprefix("MODEL_STATE_").lower()
+                print(f"{m.name}\tv{m.current_version}\t{m.problem_type}\tlabel={m.label}\t{state}{' (training)' if m.training and m.current_version else ''}")
         elif args.cmd == "jobs":
             for jb in client.list_jobs(args.model):
                 print(f"{jb.id}\t{jb.model_name}\t{job_pb2.JobKind.Name(jb.kind)[9:]}\t{job_pb2.JobState.Name(jb.state)[10:]}\t{jb.error}")

@@ -66,13 +66,13 @@ class ReadPolicy:
         return cls(None if roots is None else tuple(Path(r) for r in roots), int(d.get("max_image_pixels") or DEFAULT_MAX_IMAGE_PIXELS))
 
 
-# A context variable, not a global: an in-process daemon (tests, embedding) confines its RPCs
-# without confining the library code beside it. Threads that read for a call copy the
-# caller's context (``features.decode_images`` does).
 class ImageTooLarge(InvalidArgument):
     """An image with more pixels than the read policy allows."""
 
 
+# A context variable, not a global: an in-process daemon (tests, embedding) confines its RPCs
+# without confining the library code beside it. Threads that read for a call copy the
+# caller's context (``features.decode_images`` does).
 _policy: contextvars.ContextVar[ReadPolicy] = contextvars.ContextVar("ember_read_policy", default=ReadPolicy())
 
 
@@ -108,18 +108,20 @@ def confine(path: str | os.PathLike, what: str, *, kind: str = "file", policy: R
     if "\x00" in raw:
         raise InvalidArgument(f"{what}: a path cannot contain NUL bytes")
     p = Path(raw)
-    if policy.roots is not None:
-        if not p.is_absolute():
-            raise InvalidArgument(f"{what}: path {raw!r} must be absolute (a file under the daemon's --data-roots)")
+    if policy.roots is not None and not p.is_absolute():
+        raise InvalidArgument(f"{what}: path {raw!r} must be absolute (a file under the daemon's --data-roots)")
+    try:
         real = p.resolve()
-        if not _under(real, policy.roots):
-            raise PermissionDenied(
-                f"{what}: path {raw!r} is not readable by this daemon: it may only read files under its data roots "
-                f"{[str(r) for r in policy.roots]}. Upload the table (DatasetService.UploadDataset), send images inline "
-                "(bytes or data URIs), or ask the operator to add a root with --data-roots"
-            )
-    else:
-        real = p.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        real = None
+    if policy.roots is not None and (real is None or not _under(real, policy.roots)):
+        raise PermissionDenied(
+            f"{what}: path {raw!r} is not readable by this daemon: it may only read files under its data roots "
+            f"{[str(r) for r in policy.roots]}. Upload the table (DatasetService.UploadDataset), send images inline "
+            "(bytes or data URIs), or ask the operator to add a root with --data-roots"
+        )
+    if real is None:
+        raise InvalidArgument(f"{what}: path {raw!r} cannot be resolved (a symlink loop?)")
     try:
         st = real.stat()
     except OSError:
