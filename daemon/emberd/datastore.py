@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from .engine.data import load_table, read_jsonl
 from .engine.data import records_frame as engine_records_frame
 from .engine.errors import DataLoss, InvalidArgument, NotFound, PermissionDenied
+from .engine.faults import fault
 from .engine.storage import fsync_dir
 from .registry import Registry
 
@@ -80,6 +81,7 @@ class DataStore:
                     h.update(chunk)
                     f.write(chunk)
                     size += len(chunk)
+                    fault("upload.mid")
                 f.flush()
                 os.fsync(f.fileno())
             if h.hexdigest() != sha256:
@@ -116,8 +118,12 @@ class DataStore:
         row = self.registry.dataset(id)
         if row is None:
             raise NotFound(f"no dataset {id!r}; ListDatasets shows what the daemon holds")
+        f = self.file(id, row["format"])
+        trash = f.with_name(f".{f.name}.deleted")
+        if f.exists():  # renamed away first: a kill after this never resurrects it on restart
+            os.replace(f, trash)
         self.registry.delete_dataset(id)
-        self.file(id, row["format"]).unlink(missing_ok=True)
+        trash.unlink(missing_ok=True)
 
     # ---- references -----------------------------------------------------------------------
     def confine(self, path: str) -> Path:

@@ -28,6 +28,8 @@ class Settings:
     max_concurrent_jobs: int = 1  # training workers at once; more jobs queue
     rpc_threads: int = 16
     torch_threads: int = 0  # intra-op threads for serving; 0 = all cores
+    keep_versions: int = 0  # retention: versions kept per model after a fit (aliased and current always); 0 = all
+    registry_checkpoint_s: int = 60  # seconds between WAL checkpoints of the registry (and at clean shutdown)
 
     @property
     def root_path(self) -> Path:

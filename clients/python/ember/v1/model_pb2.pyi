@@ -10,7 +10,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Model(_message.Message):
-    __slots__ = ("name", "label", "problem_type", "eval_metric", "current_version", "versions", "training", "classes")
+    __slots__ = ("name", "label", "problem_type", "eval_metric", "current_version", "versions", "training", "classes", "aliases")
+    class AliasesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +26,7 @@ class Model(_message.Message):
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     TRAINING_FIELD_NUMBER: _ClassVar[int]
     CLASSES_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
     name: str
     label: str
     problem_type: str
@@ -27,7 +35,8 @@ class Model(_message.Message):
     versions: _containers.RepeatedCompositeFieldContainer[ModelVersion]
     training: bool
     classes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., label: _Optional[str] = ..., problem_type: _Optional[str] = ..., eval_metric: _Optional[str] = ..., current_version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ..., training: _Optional[bool] = ..., classes: _Optional[_Iterable[str]] = ...) -> None: ...
+    aliases: _containers.ScalarMap[str, int]
+    def __init__(self, name: _Optional[str] = ..., label: _Optional[str] = ..., problem_type: _Optional[str] = ..., eval_metric: _Optional[str] = ..., current_version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ..., training: _Optional[bool] = ..., classes: _Optional[_Iterable[str]] = ..., aliases: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
     __slots__ = ("version", "parent_version", "val_score", "train_digest", "job_id", "create_time", "forgetting_before", "forgetting_after")
