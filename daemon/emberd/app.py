@@ -28,7 +28,7 @@ from .engine import Predictor
 from .engine.config import Config
 from .engine.distributed import Scale, split_scale
 from .engine.data import Schema
-from .engine.errors import FailedPrecondition, InvalidArgument, NotFound
+from .engine.errors import DataLoss, FailedPrecondition, InvalidArgument, NotFound
 from .engine.model_store import ModelStore
 from .engine.plan import plan_fit
 from .engine.storage import fresh_staging_dir, read_json
@@ -335,7 +335,11 @@ class Ember(Lifecycle):
             raise FailedPrecondition(f"model {name!r} has no trained version yet; wait for its fit to finish")
         if v not in self._store(name).versions():
             raise NotFound(f"model {name!r} has no version {v}; versions: {self._store(name).versions()}")
-        self._store(name).check_version_files(v)
+        try:
+            self._store(name).check_version_files(v)
+        except DataLoss:
+            self.cache.drop(name, v)  # never serve weights that are gone
+            raise
         return v
 
     def warm(self, name: str, version: int = 0, alias: str = "") -> tuple[Entry, int]:
