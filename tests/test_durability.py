@@ -19,7 +19,7 @@ from ember import Client, EmberRpcError
 from ember.v1 import dataset_service_pb2 as ds_pb, job_pb2
 from emberd.engine.faults import POINTS
 from emberd.recovery import Unrecoverable, check
-from emberd.registry import SCHEMA, SCHEMA_VERSION, Registry
+from emberd.registry import SCHEMA, SCHEMA_VERSION, Registry, RegistryTooNew
 from emberd.server import create_server
 from emberd.settings import Settings
 
@@ -183,6 +183,11 @@ def test_registry_checkpoints_on_close_and_migrates_old_schemas(tmp_path):
     assert not wal.exists() or wal.stat().st_size == 0
     wal.unlink(missing_ok=True)  # losing the WAL after a clean stop loses nothing
     assert Registry(path).dataset("a" * 64) is not None
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(RegistryTooNew, match="newer emberd"):  # refused, never "repaired"
+        Registry(path)
 
 
 def _daemon(root, **kw):

@@ -199,8 +199,8 @@ class JobManager:
             name = f"ember-job-{job.id[:8]}" + (f"-rank{rank}" if len(envs) > 1 else "")
             procs.append(_CTX.Process(target=run_job, args=({**spec, "dist_env": env}, q), name=name, daemon=True))
             procs[-1].start()
-        self.registry.update_job(job.id, state="RUNNING", worker_pid=procs[0].pid)
-        self._emit(job.id, {"kind": "state", "state": "RUNNING"})
+        self.registry.update_job(job.id, state="RUNNING", worker_pid=procs[0].pid, event={"kind": "state", "state": "RUNNING"})
+        self._wake()
         if len(procs) > 1:
             self._emit(job.id, {"kind": "state", "state": "ranks_started", "world_size": len(procs), "pids": [p.pid for p in procs]})
         r = _Running(job.id, procs, q)

@@ -60,6 +60,10 @@ class RegistryDamaged(Exception):
     """The registry file cannot be read or fails its integrity check."""
 
 
+class RegistryTooNew(Exception):
+    """A newer emberd wrote the registry (its schema version is above ``SCHEMA_VERSION``)."""
+
+
 ACTIVE_STATES = ("QUEUED", "RUNNING")
 FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED", "INTERRUPTED")
 
@@ -98,15 +102,15 @@ class Registry:
         except sqlite3.DatabaseError as e:
             self._db.close()
             raise RegistryDamaged(f"{path} cannot be read as a registry: {e}") from None
-        except RegistryDamaged:
+        except (RegistryDamaged, RegistryTooNew):
             self._db.close()
             raise
 
     def _migrate(self) -> None:
         have = self._db.execute("PRAGMA user_version").fetchone()[0]
         if have > SCHEMA_VERSION:
-            raise RegistryDamaged(
-                f"{self.path} has schema version {have}; this emberd reads up to {SCHEMA_VERSION}: run a newer emberd"
+            raise RegistryTooNew(
+                f"{self.path} has schema version {have}; this emberd reads up to {SCHEMA_VERSION}: run the newer emberd that wrote it"
             )
         for n in range(have + 1, SCHEMA_VERSION + 1):
             script = MIGRATIONS[n - 1]

@@ -28,6 +28,7 @@ from .app import Ember
 from .interceptors import EmberInterceptor
 from .recovery import Unrecoverable
 from .recovery import cli as recovery_cli
+from .registry import RegistryTooNew
 from .servicers import ArtifactServicer, DatasetServicer, JobServicer, ModelServicer, Servicers
 from .settings import Settings, load_settings
 
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings(args)
     try:
         serve(settings)
-    except Unrecoverable as e:
+    except (Unrecoverable, RegistryTooNew) as e:
         raise SystemExit(f"emberd: {e}") from None
 
 
