@@ -5,6 +5,8 @@ tabular models)."""
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import numpy as np
 import pytest
@@ -136,3 +138,24 @@ def test_retention_keeps_the_newest_the_current_and_the_aliased(tmp_path):
             assert c.predict("kept", ROWS.drop(columns="label"), alias="production").version == 1
     finally:
         d.stop(1)
+
+
+def test_node_client_names_versions_and_deletes_them(client, three, daemon):
+    """The Node client's SetAlias / Predict by alias / DeleteVersion / DeleteAlias."""
+    from .test_polyglot import node
+
+    script = """
+const { Client } = require('./lib/client');
+const [address, model] = process.argv.slice(1);
+const c = new Client(address);
+(async () => {
+  const out = {};
+  out.aliases = (await c.setAlias(model, 'blue', 1)).aliases;
+  out.version = (await c.predict(model, [{ x: 0.5, x2: 0.1, color: 'red' }], { alias: 'blue' })).version;
+  try { await c.deleteVersion(model, 1); out.refused = 'no'; } catch (e) { out.refused = e.codeName; }
+  out.after = (await c.deleteAlias(model, 'blue')).aliases;
+  console.log(JSON.stringify(out));
+})().catch((e) => console.log(`${e.codeName}: ${e.details}`)).finally(() => c.close());
+"""
+    r = node("-e", script, f"127.0.0.1:{daemon.port}", three, timeout=60)
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"aliases": {"blue": 1}, "version": 1, "refused": "FAILED_PRECONDITION", "after": {}}, r
