@@ -18,6 +18,7 @@ import pytest
 from ember import Client, EmberRpcError
 from ember.v1 import dataset_service_pb2 as ds_pb, job_pb2
 from emberd.engine.faults import POINTS
+from emberd.engine.storage import read_json
 from emberd.recovery import Unrecoverable, check
 from emberd.registry import SCHEMA, SCHEMA_VERSION, Registry, RegistryTooNew
 from emberd.server import create_server
@@ -266,5 +267,27 @@ def test_unrebuildable_files_refuse_start_until_registry_rebuild(populated, tmp_
     try:
         with Client(f"127.0.0.1:{d.port}") as c:
             assert [v.version for v in c.get_model("m").versions] == [2]
+    finally:
+        d.stop(1)
+
+
+def test_a_worker_killed_alone_after_publishing_leaves_its_job_succeeded(tmp_path, monkeypatch):
+    """The daemon lives and sees the worker die without a result: the version it published
+    makes the job SUCCEEDED at once (not INTERRUPTED), and Resume is refused."""
+    d = _daemon(tmp_path / "root")
+    try:
+        with Client(f"127.0.0.1:{d.port}") as c:
+            monkeypatch.setenv("EMBER_FAULT", "publish.renamed:self")  # read by the spawned worker
+            job = c.wait(c.fit("m", tabular(), label="label", time_limit=30, hyperparameters=FAST), progress=False)
+            monkeypatch.delenv("EMBER_FAULT")
+            assert job.state == job_pb2.JOB_STATE_SUCCEEDED and job.version == 1, job.error
+            m = c.get_model("m")
+            assert m.current_version == 1 and [(v.version, v.job_id) for v in m.versions] == [(1, job.id)]
+            events = list(c.watch(job.id))
+            assert events[-1].event.state == job_pb2.JOB_STATE_SUCCEEDED and events[-1].job.state == job_pb2.JOB_STATE_SUCCEEDED
+            with pytest.raises(EmberRpcError) as e:
+                c.resume("m")
+            assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
+            assert read_json(tmp_path / "root" / "models" / "m" / "run" / "run.json")["status"] == "succeeded"
     finally:
         d.stop(1)

@@ -160,9 +160,13 @@ class JobManager:
         its log is drained (or ``alive()`` turns false: the caller went away)."""
         seq = after_seq
         while alive():
-            events = self.registry.events(job_id, seq)
+            # the job before its events: a final state is committed with its final event, so
+            # events read after seeing that state include it
             job = self.registry.job(job_id)
             assert job is not None
+            events = self.registry.events(job_id, seq)
+            if events:  # paired with the state as fresh as the newest event
+                job = self.registry.job(job_id) or job
             for s, t, e in events:
                 seq = s
                 yield s, t, e, job
