@@ -31,10 +31,9 @@ from .engine.data import Schema
 from .engine.errors import DataLoss, FailedPrecondition, InvalidArgument, NotFound
 from .engine.model_store import ModelStore
 from .engine.plan import plan_fit
-from .engine.storage import fresh_staging_dir, read_json
-from .jobs import JobManager
 from .engine.faults import fault
-from .engine.storage import publish_dir
+from .engine.storage import fresh_staging_dir, publish_dir, read_json
+from .jobs import JobManager
 from .lifecycle import Lifecycle
 from .recovery import add_version_row, recover, write_artifact_marker
 from .registry import JobRow

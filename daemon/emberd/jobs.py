@@ -99,7 +99,7 @@ class JobManager:
         """After a restart no worker of ours is alive: a RUNNING (or INTERRUPTED) job that
         published its version is SUCCEEDED with it; the other RUNNING ones are INTERRUPTED."""
         for job in self.registry.jobs_in("RUNNING", "INTERRUPTED"):
-            version = self.published(job)
+            version = self._published_quietly(job)
             if version is not None:
                 log.info("job %s published version %d before the daemon stopped: SUCCEEDED", job.id, version)
                 self._finish(job.id, "SUCCEEDED", version=version, error="",

@@ -101,6 +101,11 @@ class Lifecycle:
         for alias, v in self.registry.aliases(name).items():
             pins.setdefault(v, []).append(alias)
         pins.setdefault(self.current_version(name), []).append(LATEST)
+        run = self._store(name).run_dir / "run.json"
+        if run.exists():
+            r = read_json(run)
+            if r.get("status") == "running" and r.get("parent_version"):  # Resume starts from it
+                pins.setdefault(r["parent_version"], []).append("the interrupted run (Resume)")
         return pins
 
     def delete_version(self, name: str, version: int) -> None:
@@ -116,7 +121,7 @@ class Lifecycle:
         if pins:
             raise FailedPrecondition(
                 f"version {version} of {name!r} is what {', '.join(repr(p) for p in pins)} names; "
-                "move the alias (SetAlias) or train a newer version first"
+                "move the alias (SetAlias), train a newer version or finish the run first"
             )
         self.cache.drop(name, version)
         self.registry.delete_version(name, version)

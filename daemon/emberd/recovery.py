@@ -90,23 +90,22 @@ def _remove(p: Path, report: Report) -> None:
     report.swept.append(str(p))
 
 
+def _leftover(name: str) -> bool:
+    """Hidden names that only a killed process leaves: upload and atomic-write temp files
+    (``.upload-*.tmp``, ``.<name>.*.tmp``), staging folders, folders a deletion renamed away."""
+    return name.startswith(".") and (name.endswith((".staging", ".tmp")) or ".deleted" in name)
+
+
 def sweep(root: Path, report: Report) -> None:
     """Remove what killed processes left half-written (only while no worker runs)."""
-    for p in (root / "datasets").glob(".upload-*.tmp"):
-        _remove(p, report)
-    for folder in (root / "datasets", root / "artifacts", root / "models"):
-        if not folder.is_dir():
-            continue
-        for p in folder.glob(".*"):
-            if p.name.endswith((".staging", ".tmp")) or ".deleted" in p.name:
+    models = root / "models"
+    folders = [root / "datasets", root / "artifacts", models]
+    for model in models.glob("*") if models.is_dir() else []:
+        folders += [model, model / "versions", model / "run"]
+    for folder in folders:
+        for p in folder.glob(".*") if folder.is_dir() else []:
+            if _leftover(p.name):
                 _remove(p, report)
-    for model in (root / "models").glob("*"):
-        for sub in (model, model / "versions", model / "run"):
-            if not sub.is_dir():
-                continue
-            for p in sub.glob(".*"):
-                if p.name.endswith((".staging", ".tmp")) or p.name.endswith(".deleted"):
-                    _remove(p, report)
 
 
 # ---- rebuilding rows from files ------------------------------------------------------------
