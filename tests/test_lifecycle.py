@@ -159,3 +159,17 @@ const c = new Client(address);
 """
     r = node("-e", script, f"127.0.0.1:{daemon.port}", three, timeout=60)
     assert json.loads(r.stdout.strip().splitlines()[-1]) == {"aliases": {"blue": 1}, "version": 1, "refused": "FAILED_PRECONDITION", "after": {}}, r
+
+
+def test_cli_aliases_and_delete_version(client, three, daemon, tmp_path, capsys):
+    from ember.cli import main
+
+    addr = ["--address", f"127.0.0.1:{daemon.port}"]
+    rows = tmp_path / "rows.csv"
+    ROWS.drop(columns="label").head(3).to_csv(rows, index=False)
+    assert main([*addr, "alias", three, "green", "1"]) == 0 and "green=v1" in capsys.readouterr().out
+    assert main([*addr, "models"]) == 0 and "green=v1" in capsys.readouterr().out
+    assert main([*addr, "predict", three, str(rows), "--alias", "green"]) == 0
+    assert len(capsys.readouterr().out.split()) == 3
+    assert main([*addr, "delete-version", three, "1"]) == 2 and "FAILED_PRECONDITION" in capsys.readouterr().err
+    assert main([*addr, "unalias", three, "green"]) == 0 and "(no aliases)" in capsys.readouterr().out
