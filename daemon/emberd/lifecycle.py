@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from typing import TYPE_CHECKING, Any
 
 from .engine.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("emberd.lifecycle")
 
 LATEST = "latest"
+_ALIASES = threading.Lock()  # a model's aliases.json is written in the order its changes commit
 ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
 
 
@@ -86,14 +88,16 @@ class Lifecycle:
             raise InvalidArgument(f"alias {alias!r} is not valid: 1-64 letters, digits, '.', '_' or '-', starting with a letter")
         if version not in self._store(name).versions():
             raise NotFound(f"model {name!r} has no version {version}; versions: {self._store(name).versions()}")
-        self.registry.set_alias(name, alias, version)
-        self._write_aliases(name)
+        with _ALIASES:
+            self.registry.set_alias(name, alias, version)
+            self._write_aliases(name)
 
     def delete_alias(self, name: str, alias: str) -> None:
         self.require_model(name)
-        if not self.registry.delete_alias(name, alias):
-            raise NotFound(f"model {name!r} has no alias {alias!r}")
-        self._write_aliases(name)
+        with _ALIASES:
+            if not self.registry.delete_alias(name, alias):
+                raise NotFound(f"model {name!r} has no alias {alias!r}")
+            self._write_aliases(name)
 
     # ---- versions ------------------------------------------------------------------------
     def _pinned(self, name: str) -> dict[int, list[str]]:

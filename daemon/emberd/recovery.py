@@ -307,9 +307,9 @@ def check(root: Path) -> list[str]:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if not {"models", "versions", "datasets", "jobs", "artifacts"} <= tables:
                 return [f"{path} lacks tables: {sorted({'models', 'versions', 'datasets', 'jobs', 'artifacts'} - tables)}"]
-            datasets = {r[0] for r in db.execute("SELECT id FROM datasets")}
+            datasets = {r[0]: r[1] for r in db.execute("SELECT id, format FROM datasets")}
             versions = {(r[0], r[1]) for r in db.execute("SELECT model_name, version FROM versions")}
-            artifacts = {r[0] for r in db.execute("SELECT id FROM artifacts")}
+            artifacts = {r[0]: r[1] for r in db.execute("SELECT id, path FROM artifacts")}
         finally:
             db.close()
     except sqlite3.DatabaseError as e:
@@ -329,6 +329,9 @@ def check(root: Path) -> list[str]:
     for p in (root / "artifacts").glob("*"):
         if p.is_dir() and not p.name.startswith(".") and p.name not in artifacts:
             problems.append(f"artifact folder {p.name} has no record")
+    problems += [f"dataset {id} is recorded but its file is gone" for id, fmt in datasets.items() if not (root / "datasets" / f"{id}.{fmt}").exists()]
+    problems += [f"artifact {id} is recorded but its folder is gone" for id, path in artifacts.items() if not Path(path).is_dir()]
+    problems += [f"leftover {p}" for folder in (root / "datasets", root / "artifacts", root / "models") for p in folder.glob(".*") if _leftover(p.name)]
     return problems
 
 

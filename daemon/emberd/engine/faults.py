@@ -16,7 +16,7 @@ import signal
 import warnings
 
 POINTS = {
-    "upload.mid": "the daemon, halfway through writing an uploaded table",
+    "upload.mid": "the daemon, with the first chunk of an upload written to its temp file",
     "checkpoint.written": "a worker, right after writing a training checkpoint",
     "publish.renamed": "a worker, after renaming a new version into place, before the registry records it",
     "publish.recorded": "the daemon, after recording a job's version, before the job's final state and event",
@@ -24,7 +24,8 @@ POINTS = {
     "export.mid": "the export process, with the ONNX bundle staged, before it is renamed into place",
 }
 
-__doc__ += "".join(f"\n- ``{k}``: {v}" for k, v in POINTS.items())
+if __doc__:  # None under python -OO
+    __doc__ += "".join(f"\n- ``{k}``: {v}" for k, v in POINTS.items())
 
 WORKER_ENV = "EMBER_WORKER_OF"  # set in a training worker: the daemon's pid
 
