@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 from concurrent import futures
 
@@ -25,6 +26,9 @@ from ember.v1 import (
 
 from .app import Ember
 from .interceptors import EmberInterceptor
+from .recovery import Unrecoverable
+from .recovery import cli as recovery_cli
+from .registry import RegistryTooNew
 from .servicers import ArtifactServicer, DatasetServicer, JobServicer, ModelServicer, Servicers
 from .settings import Settings, check_settings, load_settings
 
@@ -108,9 +112,15 @@ def serve(settings: Settings) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings = load_settings(argv)
+    args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(settings)
+    if args[:1] == ["registry"]:  # emberd registry check|rebuild --root ROOT
+        raise SystemExit(recovery_cli(args[1:]))
+    settings = load_settings(args)
+    try:
+        serve(settings)
+    except (Unrecoverable, RegistryTooNew) as e:
+        raise SystemExit(f"emberd: {e}") from None
 
 
 if __name__ == "__main__":

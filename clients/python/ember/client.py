@@ -225,31 +225,37 @@ class Client:
             req.train_data.CopyFrom(self.table(train, "train"))
         return _call(self.models.Resume, req, metadata=self._md).job
 
-    def predict(self, model: str, df: pd.DataFrame, *, version: int = 0, probabilities: bool = False) -> model_pb.PredictResponse:
+    # ``version`` (0: current) or ``alias`` (SetAlias; "latest": current) picks the version.
+    def predict(self, model: str, df: pd.DataFrame, *, version: int = 0, alias: str = "", probabilities: bool = False) -> model_pb.PredictResponse:
         data = self.rows(df) if len(df) <= 1000 else self.table(df, "predict")
-        return _call(self.models.Predict, model_pb.PredictRequest(model_name=model, version=version, data=data, with_probabilities=probabilities), metadata=self._md)
+        req = model_pb.PredictRequest(model_name=model, version=version, alias=alias, data=data, with_probabilities=probabilities)
+        return _call(self.models.Predict, req, metadata=self._md)
 
-    def evaluate(self, model: str, df: pd.DataFrame, metrics: list[str] | None = None, *, version: int = 0) -> dict[str, float]:
+    def evaluate(self, model: str, df: pd.DataFrame, metrics: list[str] | None = None, *, version: int = 0, alias: str = "") -> dict[str, float]:
         data = self.rows(df) if len(df) <= 1000 else self.table(df, "evaluate")
-        return dict(_call(self.models.Evaluate, model_pb.EvaluateRequest(model_name=model, version=version, data=data, metrics=metrics or []), metadata=self._md).scores)
+        req = model_pb.EvaluateRequest(model_name=model, version=version, alias=alias, data=data, metrics=metrics or [])
+        return dict(_call(self.models.Evaluate, req, metadata=self._md).scores)
 
-    def embed(self, model: str, df: pd.DataFrame, *, version: int = 0) -> Any:
+    def embed(self, model: str, df: pd.DataFrame, *, version: int = 0, alias: str = "") -> Any:
         import numpy as np
 
         data = self.rows(df) if len(df) <= 1000 else self.table(df, "embed")
-        r = _call(self.models.Embed, model_pb.EmbedRequest(model_name=model, version=version, data=data), metadata=self._md)
+        r = _call(self.models.Embed, model_pb.EmbedRequest(model_name=model, version=version, alias=alias, data=data), metadata=self._md)
         return np.asarray(r.values, dtype=np.float32).reshape(-1, r.dim)
 
-    def dump(self, model: str, version: int = 0) -> model_pb.Artifact:
-        return _call(self.models.Dump, model_pb.DumpRequest(model_name=model, version=version), metadata=self._md).artifact
+    def dump(self, model: str, version: int = 0, *, alias: str = "") -> model_pb.Artifact:
+        return _call(self.models.Dump, model_pb.DumpRequest(model_name=model, version=version, alias=alias), metadata=self._md).artifact
 
     def export(
-        self, model: str, version: int = 0, *, parity_data: pd.DataFrame | None = None, backbones: bool = False, opset_version: int = 0
+        self, model: str, version: int = 0, *, alias: str = "", parity_data: pd.DataFrame | None = None, backbones: bool = False,
+        opset_version: int = 0,
     ) -> model_pb.Artifact:
         """ONNX bundle of a version (see ``ember.onnx``); ``parity_data``: real rows for the
         parity check (default: the version's held-out validation rows); ``opset_version``: 0
         for the daemon's default (18)."""
-        req = model_pb.ExportRequest(model_name=model, version=version, include_backbones=backbones, opset_version=opset_version)
+        req = model_pb.ExportRequest(
+            model_name=model, version=version, alias=alias, include_backbones=backbones, opset_version=opset_version
+        )
         if parity_data is not None:
             req.parity_data.CopyFrom(self.rows(parity_data) if len(parity_data) <= 1000 else self.table(parity_data, "export"))
         return _call(self.models.Export, req, metadata=self._md).artifact
@@ -262,6 +268,19 @@ class Client:
 
     def delete_model(self, name: str) -> None:
         _call(self.models.DeleteModel, model_pb.DeleteModelRequest(name=name), metadata=self._md)
+
+    def delete_version(self, model: str, version: int) -> None:
+        """Refused (FAILED_PRECONDITION) for the current version and for one an alias names."""
+        _call(self.models.DeleteVersion, model_pb.DeleteVersionRequest(model_name=model, version=version), metadata=self._md)
+
+    def set_alias(self, model: str, alias: str, version: int) -> Any:
+        """Point ``alias`` at ``version`` (a rollback is moving it back); returns the model."""
+        req = model_pb.SetAliasRequest(model_name=model, alias=alias, version=version)
+        return _call(self.models.SetAlias, req, metadata=self._md).model
+
+    def delete_alias(self, model: str, alias: str) -> Any:
+        req = model_pb.DeleteAliasRequest(model_name=model, alias=alias)
+        return _call(self.models.DeleteAlias, req, metadata=self._md).model
 
     def stats(self) -> Any:
         return _call(self.models.GetServerStats, model_pb.GetServerStatsRequest(), metadata=self._md)
