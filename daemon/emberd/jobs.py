@@ -76,7 +76,7 @@ class JobManager:
         max_concurrent: int,
         on_success: Callable[[JobRow, dict[str, Any]], None],
         published: Callable[[JobRow], int | None] = lambda job: None,
-        on_end: Callable[[JobRow], None] = lambda job: None,
+        on_end: Callable[[JobRow, str], None] = lambda job, state: None,
         torch_threads: int = 0,
         read_policy: ReadPolicy | None = None,
     ) -> None:
@@ -84,7 +84,7 @@ class JobManager:
         self.max_concurrent = max_concurrent
         self.on_success = on_success
         self.published = published  # the version a job published (recorded and current), if any
-        self.on_end = on_end  # after a job's final state (retention, checkpoint cleanup)
+        self.on_end = on_end  # as a job ends, with its final state (retention, checkpoint cleanup)
         self.torch_threads = torch_threads
         self.read_policy = read_policy  # the workers read the paths in their data under it
         self._running: dict[str, _Running] = {}
@@ -310,12 +310,11 @@ class JobManager:
             event["error"] = code
         if version is not None:
             event["version"] = version
-        self.registry.update_job(job_id, event=event, **fields)
-        self._wake()
-        if state in FINAL_STATES:
-            job = self.registry.job(job_id)
-            try:
-                if job is not None:
-                    self.on_end(job)
+        job = self.registry.job(job_id)
+        if job is not None and state in FINAL_STATES:
+            try:  # before the state: a client that sees the job ended sees its cleanup done
+                self.on_end(job, state)
             except Exception:  # noqa: BLE001 - cleanup must not change the job's outcome
                 log.exception("cleaning up after job %s", job_id)
+        self.registry.update_job(job_id, event=event, **fields)
+        self._wake()

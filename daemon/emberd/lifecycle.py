@@ -51,12 +51,13 @@ class Lifecycle:
         self.sync_versions(job.model_name)
         return next((r["version"] for r in self.registry.versions(job.model_name) if r["job_id"] == job.id), None)
 
-    def _after_job(self, job: "JobRow") -> None:
-        """A run that ended for good frees its checkpoint; a new version may retire old ones."""
+    def _after_job(self, job: "JobRow", state: str) -> None:
+        """A run that ended for good frees its checkpoint; a new version may retire old ones
+        (called just before the job's final ``state`` is recorded)."""
         store = self._store(job.model_name)
-        if job.state in ("SUCCEEDED", "FAILED"):  # only INTERRUPTED and CANCELLED runs resume
+        if state in ("SUCCEEDED", "FAILED"):  # only INTERRUPTED and CANCELLED runs resume
             (store.run_dir / "last.ckpt").unlink(missing_ok=True)
-        if job.state == "SUCCEEDED" and self.settings.keep_versions > 0:
+        if state == "SUCCEEDED" and self.settings.keep_versions > 0:
             self.apply_retention(job.model_name)
 
     # ---- aliases -------------------------------------------------------------------------

@@ -191,7 +191,7 @@ class ModelServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteModel(self, request, context):
-        """Deletes a model and all its versions.
+        """Deletes a model, all its versions and its artifacts (dumps, exports): the records, then the files.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
