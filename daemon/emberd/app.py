@@ -150,6 +150,7 @@ class Ember(Lifecycle):
             on_end=self._job_ended,
             torch_threads=settings.torch_threads,
             read_policy=self.read_policy,
+            start_method=settings.worker_start,
         )
         self.cache = ModelCache(settings.cache_budget_bytes, self._load_version, self._weights_stamp)
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="ember-registry-checkpoint", daemon=True)
@@ -551,22 +552,24 @@ class Ember(Lifecycle):
             "state": "READY" if current else "TRAINING" if training else "UNFINISHED",
         }
 
-    def _job_ended(self, job: JobRow) -> None:
-        self._after_job(job)
-        if job.state in ("FAILED", "CANCELLED"):
-            self._forget_unfinished(job)
+    def _job_ended(self, job: JobRow, state: str) -> None:
+        """Just before ``job``'s final ``state`` is recorded."""
+        self._after_job(job, state)
+        if state in ("FAILED", "CANCELLED"):
+            self._forget_unfinished(job, state)
 
-    def _forget_unfinished(self, job: JobRow) -> None:
-        """After a job FAILED or was CANCELLED: a model that has no version and no run left
+    def _forget_unfinished(self, job: JobRow, state: str) -> None:
+        """When a job ends FAILED or CANCELLED: a model that has no version and no run left
         to resume (its first fit failed, or was cancelled before it started) is removed, so
         that no versionless model stays listed. An interrupted first fit stays, UNFINISHED."""
         name = job.model_name
-        if self.current_version(name) or self.registry.versions(name) or self.registry.active_job(name):
+        other = self.registry.active_job(name)
+        if self.current_version(name) or self.registry.versions(name) or (other is not None and other.id != job.id):
             return
         run = self._store(name).run_dir / "run.json"
-        if job.state == "CANCELLED" and run.exists() and read_json(run).get("status") == "running":
+        if state == "CANCELLED" and run.exists() and read_json(run).get("status") == "running":
             return  # resumable
-        log.info("model %r: its first fit ended %s with nothing to resume; removing it", name, job.state)
+        log.info("model %r: its first fit ended %s with nothing to resume; removing it", name, state)
         self.cache.drop(name)
         trash = self._trash(self.model_dir(name), self.models_dir)
         self.registry.delete_model(name)

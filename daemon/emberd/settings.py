@@ -29,6 +29,7 @@ class Settings:
     max_concurrent_jobs: int = 1  # training workers at once; more jobs queue
     rpc_threads: int = 32  # must exceed max_streams + max_heavy_calls: the rest stay free for health and quick calls
     torch_threads: int = 0  # intra-op threads for serving; 0 = all cores
+    worker_start: str = "forkserver"  # how job workers start: forked from a warm forkserver, or "spawn" (cold, ~10 s of imports each)
     max_streams: int = 12  # long-lived streams at once (WatchJob, UploadDataset, DownloadArtifact, health Watch); more: RESOURCE_EXHAUSTED
     max_heavy_calls: int = 8  # Predict/Evaluate/Embed/Dump/Export/Fit/Resume/Transfer at once; more: RESOURCE_EXHAUSTED
     upload_idle_timeout_s: float = 60.0  # an upload stream that sends nothing for this long is cancelled
@@ -81,6 +82,8 @@ def check_settings(settings: Settings) -> Settings:
             f"emberd: rpc_threads ({s.rpc_threads}) must be at least max_streams + max_heavy_calls + 4 "
             f"({s.max_streams + s.max_heavy_calls + 4}), so that health checks and quick calls always find a thread"
         )
+    if s.worker_start not in ("forkserver", "spawn"):
+        raise SystemExit(f"emberd: worker_start must be 'forkserver' or 'spawn', got {s.worker_start!r}")
     if not (s.upload_idle_timeout_s > 0):
         raise SystemExit(f"emberd: upload_idle_timeout_s must be > 0, got {s.upload_idle_timeout_s}")
     return s

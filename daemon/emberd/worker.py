@@ -1,6 +1,9 @@
-"""A training job's worker process: started with the ``spawn`` method (never forked from
-the gRPC server), it runs one engine fit and reports over a queue. It dies with the daemon
-(``PR_SET_PDEATHSIG``), so a restarted daemon never races an orphan for a model's folder.
+"""A training job's worker process: forked from the daemon's forkserver (a process that
+imported torch, Lightning and transformers once and never ran a gRPC thread; see
+``jobs.warm_workers``), or spawned (``--worker-start spawn``); never forked from the gRPC
+server itself. It runs one engine fit and reports over a queue. It dies with the daemon
+(a thread waiting on the daemon's pidfd, and ``PR_SET_PDEATHSIG`` for its parent), so a
+restarted daemon never races an orphan for a model's folder.
 
 A distributed job has one worker per rank, each started with torchrun's environment
 variables (``spec["dist_env"]``: MASTER_ADDR/PORT, WORLD_SIZE, RANK, LOCAL_RANK, ...), so
@@ -16,21 +19,40 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import select
 import signal
 import sys
+import threading
 import traceback
 from typing import Any
 
 KINDS = ("FIT", "RESUME", "TRANSFER")
 
 
-def _die_with_parent() -> None:
+def _die_with_daemon(daemon_pid: int | None) -> None:
+    """SIGKILL this process when its parent dies (``PR_SET_PDEATHSIG``) and, when the parent
+    is not the daemon (a forkserver, which outlives the daemon while its children hold its
+    pipe), when the daemon dies: a thread waits on the daemon's pidfd."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         PR_SET_PDEATHSIG = 1
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:  # not Linux: the daemon's reconcile still marks the job INTERRUPTED
         pass
+    if not daemon_pid or daemon_pid == os.getppid() or not hasattr(os, "pidfd_open"):
+        return
+    try:
+        fd = os.pidfd_open(daemon_pid)
+    except ProcessLookupError:  # the daemon is already gone
+        os.kill(os.getpid(), signal.SIGKILL)
+    except OSError:  # no pidfds here (old kernel): PR_SET_PDEATHSIG alone
+        return
+
+    def wait_for_daemon() -> None:
+        select.select([fd], [], [])  # readable once the daemon has exited
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=wait_for_daemon, name="ember-daemon-watch", daemon=True).start()
 
 
 def _json_safe(obj: Any) -> Any:
@@ -45,9 +67,15 @@ def _json_safe(obj: Any) -> Any:
 
 def run_job(spec: dict[str, Any], queue: Any) -> None:
     """Entry point of the worker process (a module-level function, importable by spawn)."""
-    _die_with_parent()
-    os.environ.update(spec.get("dist_env") or {})
-    os.environ["EMBER_WORKER_OF"] = str(os.getppid())  # a crash point armed here takes the daemon too (engine.faults)  # before torch reads it: this process's place in the group
+    _die_with_daemon(spec.get("daemon_pid"))
+    if spec.get("environ") is not None:  # forked from the forkserver: take the daemon's environment as of the job's start
+        os.environ.clear()
+        os.environ.update(spec["environ"])
+    os.environ.update(spec.get("dist_env") or {})  # before torch reads it: this process's place in the group
+    os.environ["EMBER_WORKER_OF"] = str(spec.get("daemon_pid") or os.getppid())  # a crash point armed here takes the daemon too
+    from .engine import faults
+
+    faults.arm_from_environment()
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s job {spec['job_id'][:8]} rank {rank} %(name)s: %(message)s")
     from .engine.sources import ReadPolicy, set_read_policy
@@ -86,7 +114,7 @@ def fit(spec: dict[str, Any], emit: Any) -> Any:
     if spec["kind"] == "RESUME":
         scale = Scale.from_dict(spec["scale"]).to_hyperparameters() if spec.get("scale") else None
         return Predictor.load(spec["model_dir"], resume=True).fit(
-            train, tuning_data=tuning, hyperparameters=scale, on_event=emit, job_id=spec.get("job_id")
+            train, tuning_data=tuning, hyperparameters=scale, on_event=emit, job_id=spec.get("job_id"), started_at=spec.get("budget_started")
         )
     # decided by the daemon (the ranks must agree, and rank 0 writes predictor.json for a new model)
     if spec["continued"]:
@@ -109,6 +137,7 @@ def fit(spec: dict[str, Any], emit: Any) -> Any:
         column_types=spec.get("column_types") or None,
         on_event=emit,
         job_id=spec.get("job_id"),
+        started_at=spec.get("budget_started"),
     )
 
 

@@ -4,7 +4,7 @@
 SIGKILL there (no cleanup, no flush: what a power cut or the OOM killer does). In a
 training worker the daemon that started it is killed first, so both die at that instant
 (``EMBER_FAULT=<point>:self`` kills the reaching process only). With the variable unset,
-``fault`` is a function that returns at once: the points cost one call.
+``fault`` returns at once: the points cost one call and one check.
 
 The points (README, "Durability", says what a restart promises after each):
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import warnings
+from typing import Callable
 
 POINTS = {
     "upload.mid": "the daemon, with the first chunk of an upload written to its temp file",
@@ -58,9 +59,21 @@ def _kill_at(armed: tuple[str, bool]):
     return fault
 
 
-def _noop(name: str) -> None:
-    """No crash point is armed (EMBER_FAULT unset)."""
+_kill: Callable[[str], None] | None = None
 
 
-_spec = _armed()
-fault = _kill_at(_spec) if _spec else _noop
+def arm_from_environment() -> None:
+    """(Re)read ``EMBER_FAULT``: at import, and in a worker forked from the forkserver once it
+    has taken the daemon's environment."""
+    global _kill
+    spec = _armed()
+    _kill = _kill_at(spec) if spec else None
+
+
+def fault(name: str) -> None:
+    """Crash point ``name``: SIGKILL here if ``EMBER_FAULT`` names it, else nothing."""
+    if _kill is not None:
+        _kill(name)
+
+
+arm_from_environment()

@@ -133,6 +133,7 @@ class Predictor:
         column_types: dict[str, str] | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         job_id: str | None = None,
+        started_at: float | None = None,
     ) -> "Predictor":
         """Train a new model, continue training the current one on new data (a new version
         from the current weights), or finish an interrupted run (after ``load(resume=True)``).
@@ -145,9 +146,12 @@ class Predictor:
         ``job_id`` names this fit for its caller (the daemon's job id; default a fresh id): a
         run publishes at most one version, and its lineage records the run and the job.
 
+        ``started_at``: the ``time.monotonic()`` at which the time budget began, if before
+        this call (the daemon's job start: its worker's own start-up is charged to the budget).
+
         Everything is validated before any work; a refused or failed fit leaves the
         predictor's folder as it was."""
-        started = time.monotonic()
+        started = time.monotonic() if started_at is None else started_at
         emit = on_event or self._log_event
         check_run_options(time_limit=time_limit, seed=seed)
         train_df = load_table(train_data, what="train_data")
