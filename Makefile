@@ -51,6 +51,7 @@ test: $(STAMP) $(DETECTION) node_modules/.ember-installed lint-protos breaking-p
 bench: $(STAMP)
 	$(PY) bench/train_throughput.py
 	$(PY) bench/budget_curve.py
+	$(PY) bench/job_start.py
 	$(PY) bench/daemon_latency.py
 	$(PY) bench/ddp_throughput.py
 	$(PY) bench/onnx_latency.py

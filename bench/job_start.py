@@ -5,7 +5,8 @@ one process, several pairs, medians and spread:
 
 - Fit RPC -> the job's RUNNING event (queue and process start),
 - Fit RPC -> its first training step (the worker's imports, data, model),
-- Fit RPC -> SUCCEEDED, against ``time_limit`` (the budget counts from the job's start).
+- Fit RPC -> SUCCEEDED, against ``time_limit`` (the budget counts from the job's start),
+- Export RPC -> its bundle (the export runs in a child too).
 
     python bench/job_start.py [--pairs 3] [--time-limit 20] [--model tabular|minilm]
 """
@@ -70,6 +71,13 @@ def main() -> None:
                 r = one_fit(clients[m], f"m{i}", train, hp, args.time_limit)
                 results[m].append(r)
                 print(f"pair {i} {m:10s}: RUNNING after {r[0]:.2f}s, first step after {r[1]:.2f}s, SUCCEEDED after {r[2]:.1f}s", flush=True)
+        exports: dict[str, list[float]] = {m: [] for m in daemons}
+        for i in range(args.pairs):
+            for m in ("spawn", "forkserver"):
+                t0 = time.monotonic()
+                clients[m].export(f"m{i}")
+                exports[m].append(time.monotonic() - t0)
+                print(f"export {i} {m:10s}: {exports[m][-1]:.2f}s", flush=True)
     finally:
         for c in clients.values():
             c.close()
@@ -85,6 +93,11 @@ def main() -> None:
     for m in ("spawn", "forkserver"):
         ratio = statistics.median(r[2] for r in results[m]) / args.time_limit
         print(f"| {'cold (spawn)' if m == 'spawn' else 'warm (forkserver)'} | {cell(m, 0)} | {cell(m, 1)} | {cell(m, 2)} | {ratio:.2f} |")
+    print("\n| workers | Export RPC (s) |\n| --- | --- |")
+    for m in ("spawn", "forkserver"):
+        xs = exports[m]
+        print(f"| {'cold (spawn)' if m == 'spawn' else 'warm (forkserver)'} | {statistics.median(xs):.2f} ({min(xs):.2f}-{max(xs):.2f}) |")
+    print(f"export: warm / cold = {statistics.median(exports['forkserver']) / statistics.median(exports['spawn']):.2f}")
     cold = statistics.median(r[1] for r in results["spawn"])
     warm = statistics.median(r[1] for r in results["forkserver"])
     print(f"\nfirst step: warm / cold = {warm / cold:.2f}")

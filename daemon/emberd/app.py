@@ -9,8 +9,6 @@ import logging
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -34,6 +32,7 @@ from .engine.model_store import ModelStore
 from .engine.plan import check_run_options, plan_fit
 from .engine.sources import ImageTooLarge, ReadPolicy, confine, is_image_path, open_image
 from .engine.storage import fresh_staging_dir, publish_dir, read_json
+from . import warm
 from .jobs import JobManager
 from .lifecycle import Lifecycle
 from .recovery import add_version_row, recover, write_artifact_marker
@@ -497,8 +496,9 @@ class Ember(Lifecycle):
 
     def export(self, name: str, version: int, parity: TableRef | None = None, backbones: bool = False, opset: int = 0) -> Any:
         """ONNX bundle of a version, made in a child process (``python -m
-        emberd.engine.export``): tracing a model must not share a process with the threads
-        that serve predictions, and its memory goes away with the child."""
+        emberd.engine.export``'s main, forked warm: ``warm.run_export``): tracing a model
+        must not share a process with the threads that serve predictions, and its memory
+        goes away with the child."""
         from .engine import errors
 
         v = self.require_version(name, version)
@@ -507,14 +507,12 @@ class Ember(Lifecycle):
         final = self.artifacts_dir / art_id
         with self._exports, tempfile.TemporaryDirectory(prefix="ember-export-") as tmp:
             err = Path(tmp) / "error.json"
-            cmd = [sys.executable, "-m", "emberd.engine.export", "version", str(self.model_dir(name)), str(v), str(final), "--error-file", str(err)]
-            cmd += ["--rows", rows] if rows else []
-            cmd += ["--backbones"] if backbones else []
-            cmd += ["--opset", str(opset)] if opset else []
-            threads = self.settings.torch_threads
-            env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            if proc.returncode != 0:
+            argv = ["version", str(self.model_dir(name)), str(v), str(final), "--error-file", str(err)]
+            argv += ["--rows", rows] if rows else []
+            argv += ["--backbones"] if backbones else []
+            argv += ["--opset", str(opset)] if opset else []
+            code = warm.run_export(argv, threads=self.settings.torch_threads, method=self.settings.worker_start)
+            if code != 0:
                 for leftover in self.artifacts_dir.glob(f".{art_id}.*.staging"):  # a killed export's half bundle
                     shutil.rmtree(leftover, ignore_errors=True)
                 if err.exists():
@@ -523,7 +521,7 @@ class Ember(Lifecycle):
                     if isinstance(cls, type) and issubclass(cls, errors.EmberError):
                         raise cls(e["message"])
                     raise RuntimeError(f"export of {name!r} v{v} failed: {e['message']}")
-                raise RuntimeError(f"export of {name!r} v{v} failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+                raise RuntimeError(f"export of {name!r} v{v} failed (exit {code}); the daemon's log has its traceback")
         files = sorted(str(p.relative_to(final)) for p in final.rglob("*") if p.is_file())
         size = sum((final / f).stat().st_size for f in files)
         write_artifact_marker(final, {"id": art_id, "kind": "export", "model_name": name, "version": v, "created_at": time.time()})

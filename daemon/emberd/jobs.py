@@ -19,7 +19,6 @@ the job is INTERRUPTED; Resume starts the whole group again from the last checkp
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import os
 import queue as queue_mod
 import socket
@@ -29,33 +28,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from .engine.sources import ReadPolicy
+from . import warm
 from .engine.faults import fault
+from .engine.sources import ReadPolicy
 from .registry import FINAL_STATES, JobRow, Registry
 from .worker import run_job
 
 log = logging.getLogger("emberd.jobs")
-
-# Workers are forked from a forkserver: a process started once per daemon, before any job,
-# that imported torch, Lightning, transformers and the engine and never ran a gRPC thread.
-# Each job's worker is a fresh fork of it (nothing shared between jobs; CUDA, never touched
-# by the imports, is initialised in the worker alone) that starts in milliseconds instead
-# of paying ~10 s of imports. It dies with the daemon: the forkserver exits when the daemon
-# does, and each worker dies with its parent (PR_SET_PDEATHSIG).
-START_METHODS = ("forkserver", "spawn")  # spawn: a fresh interpreter per worker (the cold start, for comparison)
-WARM_MODULES = [
-    "torch", "lightning.pytorch", "transformers", "timm", "tokenizers", "safetensors.torch",
-    "emberd.engine", "emberd.engine.training", "emberd.engine.models", "emberd.worker",
-]
-
-
-def warm_workers() -> None:
-    """Start the forkserver now, importing ``WARM_MODULES`` in the background (once per
-    process), so that the first job already finds it warm."""
-    from multiprocessing import forkserver
-
-    mp.get_context("forkserver").set_forkserver_preload(WARM_MODULES)
-    forkserver.ensure_running()
 
 
 @dataclass
@@ -110,7 +89,7 @@ class JobManager:
         self.torch_threads = torch_threads
         self.read_policy = read_policy  # the workers read the paths in their data under it
         self.start_method = start_method
-        self._ctx = mp.get_context(start_method)
+        self._ctx = warm.context(start_method)
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition()
@@ -121,7 +100,7 @@ class JobManager:
     def start(self) -> None:
         self.reconcile()
         if self.start_method == "forkserver":
-            warm_workers()
+            warm.start()
         self._scheduler.start()
 
     def reconcile(self) -> None:
@@ -231,7 +210,7 @@ class JobManager:
         now = time.time()
         spec = {
             **job.spec, "job_id": job.id, "kind": job.kind, "torch_threads": self.torch_threads,
-            "budget_started": time.monotonic(), "daemon_pid": os.getpid(), "environ": dict(os.environ),
+            "budget_started": time.monotonic(), "daemon_pid": os.getpid(), "environ": warm.environ(),
         }
         queued_s = max(0.0, now - job.created_at)
         if self.read_policy is not None:

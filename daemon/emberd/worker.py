@@ -1,6 +1,6 @@
 """A training job's worker process: forked from the daemon's forkserver (a process that
 imported torch, Lightning and transformers once and never ran a gRPC thread; see
-``jobs.warm_workers``), or spawned (``--worker-start spawn``); never forked from the gRPC
+``emberd.warm``), or spawned (``--worker-start spawn``); never forked from the gRPC
 server itself. It runs one engine fit and reports over a queue. It dies with the daemon
 (a thread waiting on the daemon's pidfd, and ``PR_SET_PDEATHSIG`` for its parent), so a
 restarted daemon never races an orphan for a model's folder.
@@ -68,14 +68,12 @@ def _json_safe(obj: Any) -> Any:
 def run_job(spec: dict[str, Any], queue: Any) -> None:
     """Entry point of the worker process (a module-level function, importable by spawn)."""
     _die_with_daemon(spec.get("daemon_pid"))
-    if spec.get("environ") is not None:  # forked from the forkserver: take the daemon's environment as of the job's start
-        os.environ.clear()
-        os.environ.update(spec["environ"])
-    os.environ.update(spec.get("dist_env") or {})  # before torch reads it: this process's place in the group
-    os.environ["EMBER_WORKER_OF"] = str(spec.get("daemon_pid") or os.getppid())  # a crash point armed here takes the daemon too
-    from .engine import faults
+    from .warm import adopt
 
-    faults.arm_from_environment()
+    env = dict(spec.get("environ") or os.environ)  # the daemon's as of the job's start (a fork of the forkserver has its own)
+    env.update(spec.get("dist_env") or {})  # before torch reads it: this process's place in the group
+    env["EMBER_WORKER_OF"] = str(spec.get("daemon_pid") or os.getppid())  # a crash point armed here takes the daemon too
+    adopt(env)
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s job {spec['job_id'][:8]} rank {rank} %(name)s: %(message)s")
     from .engine.sources import ReadPolicy, set_read_policy

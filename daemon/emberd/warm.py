@@ -1,0 +1,75 @@
+"""The forkserver every process the daemon starts is forked from: training workers (one per
+job, one per rank) and exports.
+
+Started once, before any job (``start``), it imports torch, Lightning, transformers, timm,
+the ONNX stack and the engine, then waits. It never runs a gRPC thread and never touches
+CUDA, so each child is a clean fork that starts in milliseconds instead of paying ~10 s of
+imports, shares nothing with earlier children, and initialises CUDA itself if it uses it.
+
+A child takes the daemon's environment as of its start (``environ()`` in its arguments,
+``adopt``), not the forkserver's as of the daemon's start, and dies with the daemon
+(``worker._die_with_daemon``: the forkserver outlives the daemon while children hold its
+pipe)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from typing import Any
+
+METHODS = ("forkserver", "spawn")  # spawn: a fresh interpreter per child (the cold start, for comparison)
+MODULES = [
+    "torch", "lightning.pytorch", "transformers", "timm", "tokenizers", "safetensors.torch",
+    "onnx", "onnxruntime", "onnxscript", "torch.onnx",
+    "emberd.engine", "emberd.engine.training", "emberd.engine.models", "emberd.engine.export", "emberd.worker",
+]
+
+
+def start() -> None:
+    """Start the forkserver now; it imports ``MODULES`` in the background (once per process)."""
+    from multiprocessing import forkserver
+
+    mp.get_context("forkserver").set_forkserver_preload(MODULES)
+    forkserver.ensure_running()
+
+
+def context(method: str = "forkserver") -> Any:
+    return mp.get_context(method)
+
+
+def environ() -> dict[str, str]:
+    """The daemon's environment now, for a child to ``adopt``."""
+    return dict(os.environ)
+
+
+def adopt(env: dict[str, str] | None) -> None:
+    """In a child: take the daemon's environment and re-arm the crash points from it."""
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
+    from .engine import faults
+
+    faults.arm_from_environment()
+
+
+def _run_export(argv: list[str], env: dict[str, str], daemon_pid: int, threads: int) -> None:
+    from .worker import _die_with_daemon
+
+    _die_with_daemon(daemon_pid)
+    adopt(env)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    from .engine.export import main
+
+    os._exit(main(argv))
+
+
+def run_export(argv: list[str], *, threads: int = 0, method: str = "forkserver") -> int:
+    """``python -m emberd.engine.export ARGV`` in a warm child; its exit code."""
+    p = context(method).Process(target=_run_export, args=(argv, environ(), os.getpid(), threads), name="ember-export", daemon=True)
+    p.start()
+    p.join()
+    return p.exitcode if p.exitcode is not None else -1
+
