@@ -82,6 +82,7 @@ class JobManager:
         self.torch_threads = torch_threads
         self.read_policy = read_policy  # the workers read the paths in their data under it
         self._running: dict[str, _Running] = {}
+        self.worker_starts = 0  # worker processes started (one per rank): a metric
         self._lock = threading.Lock()
         self._changed = threading.Condition()
         self._stop = threading.Event()
@@ -187,6 +188,7 @@ class JobManager:
             name = f"ember-job-{job.id[:8]}" + (f"-rank{rank}" if len(envs) > 1 else "")
             procs.append(_CTX.Process(target=run_job, args=({**spec, "dist_env": env}, q), name=name, daemon=True))
             procs[-1].start()
+            self.worker_starts += 1
         self.registry.update_job(job.id, state="RUNNING", worker_pid=procs[0].pid)
         self._emit(job.id, {"kind": "state", "state": "RUNNING"})
         if len(procs) > 1:
