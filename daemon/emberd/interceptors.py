@@ -101,7 +101,7 @@ def _request_fields(method: str, request: Any, response: Any) -> dict[str, str]:
         if "job" in names and obj.HasField("job"):
             out.setdefault("job_id", obj.job.id)
             out.setdefault("model", obj.job.model_name)
-        if "id" in names and "/JobService/" in method and getattr(obj, "id"):
+        if "id" in names and ".JobService/" in method and getattr(obj, "id"):
             out.setdefault("job_id", obj.id)
     return out
 
