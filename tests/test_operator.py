@@ -136,10 +136,10 @@ def test_not_found_and_failed_precondition_carry_resource_and_precondition(clien
     assert e.value.code == grpc.StatusCode.NOT_FOUND and e.value.resource == ("ember.v1.Model", "ghost")
     assert e.value.reason == "NOT_FOUND" and e.value.field_violations == []
     with pytest.raises(EmberRpcError) as e:
-        client.resume("ops")  # it finished: nothing to resume
+        client.fit("ops", tabular(), label="color")  # a continued fit cannot change what the model predicts
     assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
     [(kind, subject, description)] = e.value.precondition_violations
-    assert kind == "FAILED_PRECONDITION" and subject == "models/ops" and "resume" in description.lower()
+    assert kind == "FAILED_PRECONDITION" and subject == "models/ops" and "cannot switch" in description
 
 
 def test_details_are_a_standard_grpc_status_trailer(daemon):
@@ -315,7 +315,8 @@ const grab = (name, p) => p.then(() => { out[name] = 'no error'; }, (e) => { out
   await grab('bad_lr', c.unary(c.models, 'Fit', { model_name: 'n', train_data: { json_records: '[{"x": 1, "label": "a"}]' },
     options: { label: 'label', hyperparameters: { 'optim.lr': '-1' } } }));
   await grab('missing', c.unary(c.models, 'GetModel', { name: 'ghost' }));
-  await grab('resume', c.unary(c.models, 'Resume', { model_name: 'ops' }));
+  await grab('resume', c.unary(c.models, 'Fit', { model_name: 'ops', train_data: { json_records: '[{"x": 1, "color": "a", "label": "a"}, {"x": 2, "color": "b", "label": "b"}]' },
+    options: { label: 'color' } }));
   await grab('deadline', c.unary(c.models, 'ListModels', {}));
   console.log(JSON.stringify(out));
 })().finally(() => c.close());

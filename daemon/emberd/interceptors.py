@@ -138,7 +138,7 @@ def _wrap(
         if isinstance(e, EmberError):
             code = status_of(e)
             record(rid, code, t0, request, message=str(e))
-            context.abort_with_status(status_for(e, code, rid))
+            context.abort_with_status(status_for(e, code, rid, _request_fields(method, request, None).get("model")))
         record(rid, grpc.StatusCode.INTERNAL, t0, request)
         access_log.exception("%s %s INTERNAL", rid, method)
         context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(e).__name__}: {e}); request id {rid}")

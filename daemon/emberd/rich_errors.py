@@ -83,8 +83,10 @@ def _pack(msg: object) -> any_pb2.Any:
     return a
 
 
-def status_for(e: EmberError, code: grpc.StatusCode, request_id: str) -> grpc.Status:
-    """The status to abort with: ``code``, the message, and the details above."""
+def status_for(e: EmberError, code: grpc.StatusCode, request_id: str, model: str | None = None) -> grpc.Status:
+    """The status to abort with: ``code``, the message, and the details above; ``model``:
+    the model the request named (the subject of a failed precondition the message does
+    not name)."""
     reason, field = reason_of(e), field_of(e)
     metadata = {"request_id": request_id}
     if field:
@@ -93,8 +95,9 @@ def status_for(e: EmberError, code: grpc.StatusCode, request_id: str) -> grpc.St
     if code == grpc.StatusCode.INVALID_ARGUMENT and field:
         details.append(_pack(error_details_pb2.BadRequest(field_violations=[error_details_pb2.BadRequest.FieldViolation(field=field, description=str(e))])))
     elif code == grpc.StatusCode.FAILED_PRECONDITION:
-        model = _MODEL.search(str(e))
-        subject = field or (f"models/{model.group(1)}" if model else "")
+        named = _MODEL.search(str(e))
+        model = named.group(1) if named else model
+        subject = field or (f"models/{model}" if model else "")
         details.append(_pack(error_details_pb2.PreconditionFailure(
             violations=[error_details_pb2.PreconditionFailure.Violation(type=reason, subject=subject, description=str(e))]
         )))
