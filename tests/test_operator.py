@@ -278,15 +278,24 @@ def test_sigterm_drains_and_notifies_systemd_with_json_logs(tmp_path):
         assert sock.recv(4096).decode().startswith("READY=1")
         metrics_port = int(ready.split("metrics=")[1].split()[0])
         assert scrape(metrics_port)  # served
+        with Client(f"127.0.0.1:{port}") as c:  # a fit: its worker's Lightning must not chatter in the log
+            job = c.wait(c.fit("quiet", tabular(), label="label", time_limit=60, hyperparameters=FAST), progress=False)
+            assert job.state == job_pb2.JOB_STATE_SUCCEEDED, job.error
         proc.send_signal(signal.SIGTERM)
         assert sock.recv(4096).decode().startswith("STOPPING=1")
         assert proc.wait(60) == 0
     finally:
         proc.kill()
         sock.close()
-    lines = [json.loads(line) for line in proc.stderr.read().splitlines() if line.strip()]  # every line is JSON
+    raw = [line for line in proc.stderr.read().splitlines() if line.strip()]
+    assert all(line.startswith("{") and line.endswith("}") for line in raw), [line for line in raw if not line.startswith("{")]
+    lines = [json.loads(line) for line in raw]  # every line is JSON, the worker's too
     messages = [x["message"] for x in lines]
     assert any("listening on" in m for m in messages) and any(m.startswith("emberd stopped (drained") for m in messages)
+    fit = next(x for x in lines if x.get("method") == "/ember.v1.ModelService/Fit")
+    assert fit["code"] == "OK" and fit["model"] == "quiet" and fit["job_id"] == job.id and fit["request_id"]
+    noise = [m for m in messages if any(p in m for p in ("Tip:", "GPU available", "Loading weights", "deprecated", "LOCAL_RANK"))]
+    assert not noise, noise
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")

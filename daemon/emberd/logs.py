@@ -73,6 +73,22 @@ def handler(fmt: str, stream: Any = None) -> logging.Handler:
     return h
 
 
+def _adopt_library_loggers() -> None:
+    """The noisy libraries log through our handler, warnings and up. Lightning gives its
+    loggers handlers of its own when imported (and stops them propagating), so it is imported
+    here, once, and that is undone."""
+    try:
+        import lightning  # noqa: F401 - the daemon and its workers train with it anyway
+    except ImportError:
+        pass
+    for name in NOISY:
+        lg = logging.getLogger(name)
+        for h in list(lg.handlers):
+            lg.removeHandler(h)
+        lg.propagate = True
+        lg.setLevel(logging.WARNING)
+
+
 def configure(fmt: str = "text", level: int = logging.INFO) -> None:
     """The root logger writes through one handler in ``fmt``; warnings go to the log (and
     deprecation warnings nowhere); spawned workers inherit the quiet environment and the
@@ -85,8 +101,7 @@ def configure(fmt: str = "text", level: int = logging.INFO) -> None:
         root.removeHandler(h)
     root.addHandler(handler(fmt))
     root.setLevel(level)
-    for name in NOISY:
-        logging.getLogger(name).setLevel(logging.WARNING)
+    _adopt_library_loggers()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     logging.captureWarnings(True)
@@ -120,6 +135,7 @@ def configure_worker(job_id: str, rank: int) -> None:
         root.removeHandler(old)
     root.addHandler(h)
     root.setLevel(logging.WARNING)
+    _adopt_library_loggers()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     logging.captureWarnings(True)
