@@ -228,31 +228,46 @@ def test_idempotent_calls_ride_out_a_daemon_restart_and_others_fail_fast(tmp_pat
             x.stop(0)
 
 
-def test_wait_on_a_killed_daemon_raises_saying_to_restart_and_resume(tmp_path):
+def test_fit_on_a_killed_daemon_raises_saying_to_restart_and_resume(tmp_path, monkeypatch):
+    """MultiModalPredictor.fit used to hang for ever once its daemon was SIGKILLed."""
+    from ember import MultiModalPredictor
+
     port = free_port()
     root = tmp_path / "root"
     proc = start_daemon_process(root, port)
+    monkeypatch.setenv("EMBER_ADDRESS", f"127.0.0.1:{port}")
+    monkeypatch.setenv("EMBER_RECONNECT_S", "3")
+    killed: list[str] = []
+
+    def kill_once_running() -> None:  # SIGKILL the daemon while the fit's job runs
+        with Client(f"127.0.0.1:{port}") as c:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not killed:
+                running = [j.id for j in c.list_jobs() if j.state == job_pb2.JOB_STATE_RUNNING]
+                if running:
+                    time.sleep(1.0)
+                    proc.kill()
+                    killed.extend(running)
+                time.sleep(0.3)
+
+    killer = threading.Thread(target=kill_once_running)
+    killer.start()
     try:
-        c = Client(f"127.0.0.1:{port}", reconnect_s=3)
-        job = c.fit("dies", tabular(), label="label", time_limit=120, hyperparameters={"optim.max_epochs": 200, "optim.lr": 1e-3})
-        deadline = time.monotonic() + 120
-        while c.get_job(job.id).state != job_pb2.JOB_STATE_RUNNING:
-            assert time.monotonic() < deadline
-            time.sleep(0.3)
-        threading.Timer(1.0, proc.kill).start()
+        predictor = MultiModalPredictor(label="label", path=str(tmp_path / "dies"), verbosity=0)
         t0 = time.monotonic()
         with pytest.raises(DaemonLost) as e:
-            c.wait(job, progress=False)
-        assert time.monotonic() - t0 < 60
-        assert e.value.code == grpc.StatusCode.UNAVAILABLE and "Restart emberd" in e.value.message and "resume" in e.value.message.lower()
-        c.close()
+            predictor.fit(tabular(), time_limit=120, hyperparameters={"optim.max_epochs": 200, "optim.lr": 1e-3})
+        killer.join()
+        assert killed and time.monotonic() - t0 < 120
+        assert e.value.code == grpc.StatusCode.UNAVAILABLE and "Restart emberd" in e.value.message and "resume=True" in e.value.message
     finally:
         proc.kill()
         proc.wait()
+        killer.join()
     proc = start_daemon_process(root, port)  # back: the job is INTERRUPTED, as the error said
     try:
         with Client(f"127.0.0.1:{port}") as c:
-            back = c.get_job(job.id)
+            back = c.get_job(killed[0])
             assert back.state == job_pb2.JOB_STATE_INTERRUPTED and "Resume" in back.error
     finally:
         proc.terminate()

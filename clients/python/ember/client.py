@@ -231,15 +231,16 @@ class Client:
         token: str | None = None,
         root_certificates: bytes | None = None,
         timeouts: dict[str, float | None] | None = None,
-        reconnect_s: float = 60.0,
+        reconnect_s: float | None = None,
     ) -> None:
         """``timeouts``: seconds per method name (``{"Predict": 5}``), over ``DEFAULT_TIMEOUTS``;
         ``reconnect_s``: how long ``wait`` waits for a daemon that stopped answering before
-        it gives up (saying to restart the daemon and Resume)."""
+        it gives up (saying to restart the daemon and Resume); default ``EMBER_RECONNECT_S``
+        or 60."""
         address = address or os.environ.get("EMBER_ADDRESS") or ensure_local_daemon()
         token = token or os.environ.get("EMBER_TOKEN")
         self.timeouts = {**DEFAULT_TIMEOUTS, **(timeouts or {})}
-        self.reconnect_s = reconnect_s
+        self.reconnect_s = float(os.environ.get("EMBER_RECONNECT_S", 60.0)) if reconnect_s is None else reconnect_s
         opts = [
             ("grpc.max_receive_message_length", 64 << 20),
             ("grpc.max_send_message_length", 64 << 20),
