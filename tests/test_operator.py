@@ -156,6 +156,30 @@ def test_details_are_a_standard_grpc_status_trailer(daemon):
     assert status.details[0].Unpack(info) and info.reason == "NOT_FOUND" and info.domain == "ember.v1"
 
 
+@pytest.mark.parametrize(
+    ("error", "field"),
+    [
+        ("hyperparameter 'optim.lr' must be a finite number in (0, 10], got -1", "options.hyperparameters[optim.lr]"),
+        ("unknown hyperparameter 'optim.lrr'. Did you mean 'optim.lr'?", "options.hyperparameters[optim.lrr]"),
+        ("env.strategy must be one of ('auto', 'ddp'), got 'x'", "options.hyperparameters[env.strategy]"),
+        ("train_data: path '/x' must be absolute (a file under the daemon's --data-roots)", "train_data"),
+        ("upload header: sha256 must be 64 lower-case hex digits", "upload_header"),
+        ("label column 'y' is not in train_data; its columns are ['x']", "options.label"),
+        ("seed must be an integer in [0, 4294967295], got -1", "options.seed"),
+        ("the uploaded bytes are not a readable csv table: boom", None),
+    ],
+)
+def test_the_field_a_message_names_becomes_the_violation(error, field):
+    from emberd.engine.errors import InvalidArgument, NotFound
+    from emberd.rich_errors import field_of, reason_of, resource_of
+
+    assert field_of(InvalidArgument(error)) == field
+    assert field_of(InvalidArgument(error, field="options.explicit")) == "options.explicit"  # the raiser's word wins
+    assert reason_of(InvalidArgument(error)) == "INVALID_ARGUMENT" and reason_of(InvalidArgument(error, reason="TOO_DEEP")) == "TOO_DEEP"
+    assert resource_of(NotFound("train_data: no such file '/data/t.csv'")) == ("file", "/data/t.csv")
+    assert resource_of(NotFound("model 'm' has no version 3; versions: [1, 2]")) == ("ember.v1.ModelVersion", "m@3")
+
+
 # ---- logs -----------------------------------------------------------------------------------
 def test_access_log_lines_in_json_carry_the_call_fields(client, trained):
     buf = io.StringIO()
