@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -20,9 +21,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_daemon_process(root: Path, port: int, *extra: str) -> subprocess.Popen:
+def start_daemon_process(root: Path, port: int, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     log = open(root.parent / f"emberd-{port}.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "emberd", "--port", str(port), "--root", str(root), *extra], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emberd", "--port", str(port), "--root", str(root), *extra], stdout=log, stderr=subprocess.STDOUT,
+        env=None if env is None else {**os.environ, **env},
+    )
     deadline = time.monotonic() + 60
     while not _healthy(f"127.0.0.1:{port}"):
         assert proc.poll() is None, f"emberd exited; see {log.name}"

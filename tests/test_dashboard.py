@@ -1,7 +1,7 @@
 """The dashboard in a real browser: Debian's Chromium driven by Playwright (pointed at the
 installed executable: browsers cannot be downloaded here) loads the page of a daemon that
 trained a model and continued it, and finds the lineage (v2's parent is v1, with data
-digests and scores) and the loss and validation curves with points; it saves a screenshot
+digests, scores and v1's alias) and the loss and validation curves with points; it saves a screenshot
 (README, "Dashboard"). Also: the JSON behind the page, and the token."""
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def daemon(tmp_path_factory):
         first = c.wait(c.fit("lineage", tabular(), label="label", time_limit=60, hyperparameters=FAST), progress=False)
         second = c.wait(c.fit("lineage", tabular(seed=4), time_limit=60, hyperparameters=FAST), progress=False)
         assert first.state == second.state == job_pb2.JOB_STATE_SUCCEEDED, (first.error, second.error)
+        c.set_alias("lineage", "prod", 1)
     d.jobs_done = (first, second)
     yield d
     d.stop(1)
@@ -68,6 +69,7 @@ def test_the_data_behind_the_page_needs_the_token_and_shows_lineage_and_curves(d
     assert m["name"] == "lineage" and m["current_version"] == 2
     v1, v2 = m["versions"]
     assert v1["parent_version"] is None and v2["parent_version"] == 1 and v1["train_digest"] != v2["train_digest"]
+    assert v1["aliases"] == ["prod"] and v2["aliases"] == []
     assert v2["val_score"] is not None and v2["forgetting_before"] is not None
     assert [j["state"] for j in o["jobs"]] == ["SUCCEEDED", "SUCCEEDED"]
     assert any(s["name"] == "ember_rpc_requests_total" for s in o["metrics"])
@@ -94,6 +96,7 @@ def test_dashboard_in_chromium_shows_lineage_and_curves(daemon):
             assert nested.count() == 1
             assert "parent v1" in nested.inner_text() and "score" in nested.inner_text() and "data " in nested.inner_text()
             assert "forgetting" in nested.inner_text()
+            assert page.inner_text('[data-model="lineage"] [data-version="1"] .alias') == "prod"
             page.wait_for_function("Number(document.getElementById('val-plot').dataset.points) > 0", timeout=30_000)
             assert int(page.get_attribute("#val-plot", "data-points")) > 0
             assert page.locator("#val-plot circle").count() == int(page.get_attribute("#val-plot", "data-points"))

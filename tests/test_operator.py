@@ -178,6 +178,7 @@ def test_the_field_a_message_names_becomes_the_violation(error, field):
     assert reason_of(InvalidArgument(error)) == "INVALID_ARGUMENT" and reason_of(InvalidArgument(error, reason="TOO_DEEP")) == "TOO_DEEP"
     assert resource_of(NotFound("train_data: no such file '/data/t.csv'")) == ("file", "/data/t.csv")
     assert resource_of(NotFound("model 'm' has no version 3; versions: [1, 2]")) == ("ember.v1.ModelVersion", "m@3")
+    assert resource_of(NotFound("model 'm' has no alias 'prod'")) == ("ember.v1.ModelAlias", "m@prod")
 
 
 # ---- logs -----------------------------------------------------------------------------------

@@ -119,6 +119,16 @@ async function workflow(client, a, summary) {
   check(model.current_version === 2 && v.parent_version === 1, `the continued fit should make version 2 from 1, got ${v.version} from ${v.parent_version}`);
   summary.model = { name: a.model, current_version: model.current_version, versions: model.versions.map((x) => x.version) };
 
+  // 4b. name version 1 "production": Predict by alias, DeleteVersion refuses it, then unname it
+  const named = await client.setAlias(a.model, 'production', 1);
+  check(Number(named.aliases.production) === 1, `SetAlias should name version 1, got ${JSON.stringify(named.aliases)}`);
+  const byAlias = await client.predict(a.model, predictRows.slice(0, 2), { alias: 'production' });
+  check(Number(byAlias.version) === 1, `Predict by alias 'production' should answer from version 1, got ${byAlias.version}`);
+  summary.bad_requests.push(await expectRefusal('DeleteVersion of the version an alias names', 'FAILED_PRECONDITION', 'production',
+    () => client.deleteVersion(a.model, 1)));
+  await client.deleteAlias(a.model, 'production');
+  console.log(`alias production -> v1 served Predict by alias; DeleteVersion refused while it was named`);
+
   // 5. dump the backbones and download them
   const dump = await client.dump(a.model);
   summary.dump = await steps.download('dump', dump);

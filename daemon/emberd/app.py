@@ -28,13 +28,16 @@ from .engine import Predictor
 from .engine.config import MINILM, Config
 from .engine.distributed import Scale, split_scale
 from .engine.data import Schema
-from .engine.errors import Cancelled, FailedPrecondition, InvalidArgument, NotFound
+from .engine.errors import Cancelled, DataLoss, FailedPrecondition, InvalidArgument, NotFound
+from .engine.faults import fault
 from .engine.model_store import ModelStore
 from .engine.plan import check_run_options, plan_fit
 from .engine.sources import ImageTooLarge, ReadPolicy, confine, is_image_path, open_image
-from .engine.storage import fresh_staging_dir, read_json
+from .engine.storage import fresh_staging_dir, publish_dir, read_json
 from .jobs import JobManager
-from .registry import JobRow, Registry
+from .lifecycle import Lifecycle
+from .recovery import add_version_row, recover, write_artifact_marker
+from .registry import JobRow
 from .settings import Settings
 
 log = logging.getLogger("emberd")
@@ -126,12 +129,13 @@ class TableRef:
         return bool(self.dataset_id or self.path or self.json_records or self.parquet)
 
 
-class Ember:
+class Ember(Lifecycle):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         root = settings.root_path
         root.mkdir(parents=True, exist_ok=True)
-        self.registry = Registry(root / "registry.sqlite")
+        # the registry opened (or rebuilt) and the files under root made to agree with it
+        self.registry, self.recovery = recover(root)
         # Every path a caller names is read under this (its RPCs by the interceptor, its workers by their spec)
         self.read_policy = ReadPolicy.confined(settings.data_roots, settings.max_image_pixels)
         self.data = DataStore(root, self.registry, self.read_policy, max_json_depth=settings.max_json_depth)
@@ -143,21 +147,36 @@ class Ember:
             self.registry,
             max_concurrent=settings.max_concurrent_jobs,
             on_success=self._record_success,
-            on_failure=self._forget_unfinished,
+            published=self._published_version,
+            on_end=self._job_ended,
             torch_threads=settings.torch_threads,
             read_policy=self.read_policy,
         )
-        self.cache = ModelCache(settings.cache_budget_bytes, self._load_version)
+        self.cache = ModelCache(settings.cache_budget_bytes, self._load_version, self._weights_stamp)
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="ember-registry-checkpoint", daemon=True)
+        self._stopping = threading.Event()
         self._exports = threading.Semaphore(1)  # one export at a time: tracing takes a few GiB
 
     def start(self) -> None:
+        self.recovery.log()
         self._adopt_models()
         for row in self.registry.models():
             self.sync_versions(row["name"])
+            self.restore_aliases(row["name"])
         self.jobs.start()
+        self._checkpointer.start()
 
     def stop(self) -> None:
         self.jobs.stop()
+        self._stopping.set()
+        self.registry.close()  # checkpoints the WAL into the main file first
+
+    def _checkpoint_loop(self) -> None:
+        while not self._stopping.wait(self.settings.registry_checkpoint_s):
+            try:
+                self.registry.checkpoint()
+            except Exception:  # noqa: BLE001 - the next one may succeed; a clean stop checkpoints too
+                log.exception("registry checkpoint")
 
     # ---- models on disk ---------------------------------------------------------------------
     def model_dir(self, name: str) -> Path:
@@ -185,19 +204,9 @@ class Ember:
             if v in known:
                 continue
             d = store.version_dir(v)
-            lineage, metrics = read_json(d / "lineage.json"), read_json(d / "metrics.json")
-            forgetting = metrics.get("forgetting") or {}
-            self.registry.add_version(
-                name,
-                v,
-                parent_version=lineage.get("parent_version"),
-                val_score=metrics.get("val_score"),
-                train_digest=lineage.get("train_digest"),
-                job_id=job_id,
-                created_at=lineage.get("created_at", time.time()),
-                forgetting_before=forgetting.get("before"),
-                forgetting_after=forgetting.get("after"),
-            )
+            lineage = read_json(d / "lineage.json")
+            add_version_row(self.registry, name, v, {"job_id": job_id, **lineage} if job_id and not lineage.get("job_id") else lineage,
+                            read_json(d / "metrics.json"))
 
     def _adopt_models(self) -> None:
         """Index the finished predictor folders under ``models/`` that the registry lacks:
@@ -348,6 +357,10 @@ class Ember:
             raise FailedPrecondition(
                 f"model {name!r} has no interrupted fit to resume (its last job is {state}); use Fit to train on new data"
             )
+        published = self._published_version(last)
+        if published is not None:  # Resume never publishes a run's version twice
+            self.jobs.mark_published(last.id, published)
+            raise FailedPrecondition(f"job {last.id} already published version {published} of {name!r}; nothing to resume")
         run = self._store(name).run_dir / "run.json"
         if not run.exists() or read_json(run)["status"] != "running":
             raise FailedPrecondition(f"model {name!r}'s last run left nothing to resume; Fit it again")
@@ -358,6 +371,8 @@ class Ember:
             if "env.devices" in changes and base["env.num_gpus"]:
                 changes["env.num_gpus"] = changes["env.devices"]  # on GPU, one rank per GPU
             spec["scale"] = _local_only(split_scale({**base, **changes})[0]).to_dict()
+        if not train and "train_path" not in spec:
+            raise FailedPrecondition(f"job {last.id} was rebuilt from disk without its data; give train_data to Resume it")
         if train:
             spec["train_path"] = str(self.data.keep(self.data.resolve(**vars(train), what="train_data"), "train_data").path)
         if tuning:
@@ -368,18 +383,33 @@ class Ember:
     def _load_version(self, name: str, version: int) -> Predictor:
         return Predictor.load(self.model_dir(name), version=version)
 
-    def require_version(self, name: str, version: int = 0) -> int:
-        """``version`` (0: the current one) of ``name``, which must exist on disk."""
+    def _weights_stamp(self, name: str, version: int) -> Any:
+        try:
+            st = (self._store(name).version_dir(version) / "model.safetensors").stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    def require_version(self, name: str, version: int = 0, alias: str = "") -> int:
+        """``version``, or the one ``alias`` names (neither: the current one) of ``name``;
+        its files must be on disk (DATA_LOSS naming the first one missing)."""
         self.require_model(name)
-        v = version or self.current_version(name)
+        if alias and version:
+            raise InvalidArgument("give a version or an alias, not both")
+        v = self.resolve_alias(name, alias) if alias else (version or self.current_version(name))
         if not v:
             raise FailedPrecondition(f"model {name!r} has no trained version yet; wait for its fit to finish")
         if v not in self._store(name).versions():
             raise NotFound(f"model {name!r} has no version {v}; versions: {self._store(name).versions()}")
+        try:
+            self._store(name).check_version_files(v)
+        except DataLoss:
+            self.cache.drop(name, v)  # never serve weights that are gone
+            raise
         return v
 
-    def warm(self, name: str, version: int = 0) -> tuple[Entry, int]:
-        v = self.require_version(name, version)
+    def warm(self, name: str, version: int = 0, alias: str = "") -> tuple[Entry, int]:
+        v = self.require_version(name, version, alias)
         return self.cache.get(name, v), v
 
     def _admit_rows(self, frame: pd.DataFrame, what: str) -> None:
@@ -450,11 +480,17 @@ class Ember:
 
         art_id = uuid.uuid4().hex
         staging = fresh_staging_dir(self.artifacts_dir, art_id)
-        with entry.lock:
-            dump_backbones(entry.predictor._require_model(), staging)
-        final = self.artifacts_dir / art_id
-        staging.rename(final)
-        files = sorted(str(p.relative_to(final)) for p in final.rglob("*") if p.is_file())
+        try:
+            with entry.lock:
+                dump_backbones(entry.predictor._require_model(), staging)
+            files = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
+            write_artifact_marker(staging, {"id": art_id, "kind": "dump", "model_name": name, "version": v, "created_at": time.time()})
+            fault("dump.mid")
+            final = self.artifacts_dir / art_id
+            publish_dir(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         size = sum((final / f).stat().st_size for f in files)
         self.registry.add_artifact(art_id, "dump", name, v, str(final), files, size)
         return self.registry.artifact(art_id)
@@ -479,6 +515,8 @@ class Ember:
             env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
+                for leftover in self.artifacts_dir.glob(f".{art_id}.*.staging"):  # a killed export's half bundle
+                    shutil.rmtree(leftover, ignore_errors=True)
                 if err.exists():
                     e = json.loads(err.read_text())
                     cls = getattr(errors, e["kind"], None)
@@ -488,6 +526,7 @@ class Ember:
                 raise RuntimeError(f"export of {name!r} v{v} failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
         files = sorted(str(p.relative_to(final)) for p in final.rglob("*") if p.is_file())
         size = sum((final / f).stat().st_size for f in files)
+        write_artifact_marker(final, {"id": art_id, "kind": "export", "model_name": name, "version": v, "created_at": time.time()})
         self.registry.add_artifact(art_id, "export", name, v, str(final), files, size)
         return self.registry.artifact(art_id)
 
@@ -508,9 +547,15 @@ class Ember:
             "current_version": current,
             "versions": [dict(v) for v in self.registry.versions(name)],
             "training": training,
+            "aliases": self.registry.aliases(name),
             "classes": [str(c) for c in schema[0].classes] if schema else [],
             "state": "READY" if current else "TRAINING" if training else "UNFINISHED",
         }
+
+    def _job_ended(self, job: JobRow) -> None:
+        self._after_job(job)
+        if job.state in ("FAILED", "CANCELLED"):
+            self._forget_unfinished(job)
 
     def _forget_unfinished(self, job: JobRow) -> None:
         """After a job FAILED or was CANCELLED: a model that has no version and no run left
@@ -524,19 +569,30 @@ class Ember:
             return  # resumable
         log.info("model %r: its first fit ended %s with nothing to resume; removing it", name, job.state)
         self.cache.drop(name)
+        trash = self._trash(self.model_dir(name), self.models_dir)
         self.registry.delete_model(name)
-        self._remove_folder(name)
-
-    def _remove_folder(self, name: str) -> None:
-        trash = self.models_dir / f".{name}.deleted-{uuid.uuid4().hex[:8]}"
-        if self.model_dir(name).exists():
-            self.model_dir(name).rename(trash)  # one rename: gone at once, files freed after
+        if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
 
     def delete_model(self, name: str) -> None:
+        """The model, its versions and its artifacts: each folder renamed away first (a
+        restart sweeps what a kill left), then the records, then the files."""
         self.require_model(name)
         if self.registry.active_job(name):
             raise FailedPrecondition(f"model {name!r} is training; CancelJob its job before deleting it")
         self.cache.drop(name)
+        trash = [self._trash(self.model_dir(name), self.models_dir)]
+        trash += [self._trash(Path(a["path"]), self.artifacts_dir) for a in self.registry.artifacts(name)]
         self.registry.delete_model(name)
-        self._remove_folder(name)
+        for t in trash:
+            if t is not None:
+                shutil.rmtree(t, ignore_errors=True)
+
+    @staticmethod
+    def _trash(folder: Path, parent: Path) -> Path | None:
+        """``folder`` renamed to a hidden name in ``parent`` (one rename: gone at once)."""
+        if not folder.exists():
+            return None
+        trash = parent / f".{folder.name}.deleted-{uuid.uuid4().hex[:8]}"
+        folder.rename(trash)
+        return trash

@@ -7,7 +7,7 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from .engine import Predictor
 
@@ -19,6 +19,7 @@ class Entry:
     predictor: Predictor
     size_bytes: int
     lock: threading.Lock = field(default_factory=threading.Lock)  # tokenizers are not re-entrant
+    stamp: Any = None  # what ``stamp(name, version)`` said when it was loaded
 
 
 def model_bytes(p: Predictor) -> int:
@@ -27,9 +28,16 @@ def model_bytes(p: Predictor) -> int:
 
 
 class ModelCache:
-    def __init__(self, budget_bytes: int, load: Callable[[str, int], Predictor]) -> None:
+    """``stamp(name, version)`` is a cheap fingerprint of a version's files (a stat): a hit
+    whose fingerprint changed (weights deleted or replaced behind the daemon's back) is
+    dropped and loaded again, so the cache never serves weights that are gone."""
+
+    def __init__(
+        self, budget_bytes: int, load: Callable[[str, int], Predictor], stamp: Callable[[str, int], Any] = lambda n, v: None
+    ) -> None:
         self.budget = budget_bytes
         self._load = load
+        self._stamp = stamp
         self._entries: OrderedDict[tuple[str, int], Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[tuple[str, int], threading.Lock] = {}
@@ -37,8 +45,13 @@ class ModelCache:
 
     def get(self, name: str, version: int) -> Entry:
         key = (name, version)
+        stamp = self._stamp(name, version)
         with self._lock:
             e = self._entries.get(key)
+            if e is not None and e.stamp != stamp:
+                log.warning("%s@%d changed on disk since it was loaded: dropped from the cache", name, version)
+                del self._entries[key]
+                e = None
             if e is not None:
                 self._entries.move_to_end(key)
                 self.hits += 1
@@ -51,7 +64,7 @@ class ModelCache:
                 if e is not None:
                     return e
             p = self._load(name, version)
-            e = Entry(p, model_bytes(p))
+            e = Entry(p, model_bytes(p), stamp=stamp)
             with self._lock:
                 self._entries[key] = e
                 self._loading.pop(key, None)
@@ -61,9 +74,9 @@ class ModelCache:
                     log.info("evicted %s@%d (cache over its %d-byte budget)", *old, self.budget)
             return e
 
-    def drop(self, name: str) -> None:
+    def drop(self, name: str, version: int | None = None) -> None:
         with self._lock:
-            for key in [k for k in self._entries if k[0] == name]:
+            for key in [k for k in self._entries if k[0] == name and version in (None, k[1])]:
                 del self._entries[key]
 
     def bytes(self) -> int:

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from .engine.data import MAX_JSON_DEPTH, load_table, parse_json, read_jsonl
 from .engine.data import records_frame as engine_records_frame
 from .engine.errors import DataLoss, InvalidArgument, NotFound
+from .engine.faults import fault
 from .engine.sources import ReadPolicy, confine
 from .engine.storage import fsync_dir
 from .registry import Registry
@@ -87,6 +88,7 @@ class DataStore:
                         raise InvalidArgument(f"upload: more bytes arrived than the header's size_bytes ({size_bytes}); send the true size")
                     h.update(chunk)
                     f.write(chunk)
+                    fault("upload.mid")
                 f.flush()
                 os.fsync(f.fileno())
             if size_bytes is not None and size != size_bytes:
@@ -125,8 +127,12 @@ class DataStore:
         row = self.registry.dataset(id)
         if row is None:
             raise NotFound(f"no dataset {id!r}; ListDatasets shows what the daemon holds")
+        f = self.file(id, row["format"])
+        trash = f.with_name(f".{f.name}.deleted")
+        if f.exists():  # renamed away first: a kill after this never resurrects it on restart
+            os.replace(f, trash)
         self.registry.delete_dataset(id)
-        self.file(id, row["format"]).unlink(missing_ok=True)
+        trash.unlink(missing_ok=True)
 
     # ---- references -----------------------------------------------------------------------
 

@@ -4,7 +4,10 @@
 A job's worker reports over a multiprocessing queue; a thread per running job writes each
 event to the registry and wakes WatchJob streams. A worker that ends without reporting a
 result (killed, out of memory, daemon restart) leaves its job INTERRUPTED, resumable from
-its last checkpoint.
+its last checkpoint, unless it had already published its version (the version records the
+job's id): then the job is SUCCEEDED with that version, whenever the daemon finds out (at
+once, or on reconcile after a restart). A job's final state and its final event are
+written in one transaction, so WatchJob never ends without that event.
 
 A distributed job (``spec["scale"]``: devices > 1) gets one spawned worker per rank, started
 like torchrun starts them (MASTER_ADDR/MASTER_PORT on loopback, WORLD_SIZE, RANK,
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from .engine.sources import ReadPolicy
+from .engine.faults import fault
 from .registry import FINAL_STATES, JobRow, Registry
 from .worker import run_job
 
@@ -71,14 +75,16 @@ class JobManager:
         *,
         max_concurrent: int,
         on_success: Callable[[JobRow, dict[str, Any]], None],
-        on_failure: Callable[[JobRow], None] | None = None,
+        published: Callable[[JobRow], int | None] = lambda job: None,
+        on_end: Callable[[JobRow, str], None] = lambda job, state: None,
         torch_threads: int = 0,
         read_policy: ReadPolicy | None = None,
     ) -> None:
         self.registry = registry
         self.max_concurrent = max_concurrent
         self.on_success = on_success
-        self.on_failure = on_failure  # after a job ends FAILED or CANCELLED
+        self.published = published  # the version a job published (recorded and current), if any
+        self.on_end = on_end  # as a job ends, with its final state (retention, checkpoint cleanup)
         self.torch_threads = torch_threads
         self.read_policy = read_policy  # the workers read the paths in their data under it
         self._running: dict[str, _Running] = {}
@@ -94,9 +100,20 @@ class JobManager:
         self._scheduler.start()
 
     def reconcile(self) -> None:
-        """After a restart no worker of ours is alive: RUNNING jobs become INTERRUPTED."""
-        for job in self.registry.jobs_in("RUNNING"):
-            self._finish(job.id, "INTERRUPTED", error="the daemon stopped while this job ran; Resume continues it from its last checkpoint")
+        """After a restart no worker of ours is alive: a RUNNING (or INTERRUPTED) job that
+        published its version is SUCCEEDED with it; the other RUNNING ones are INTERRUPTED."""
+        for job in self.registry.jobs_in("RUNNING", "INTERRUPTED"):
+            version = self._published_quietly(job)
+            if version is not None:
+                log.info("job %s published version %d before the daemon stopped: SUCCEEDED", job.id, version)
+                self._finish(job.id, "SUCCEEDED", version=version, error="",
+                             message="the daemon stopped after this job published its version; recorded on restart")
+            elif job.state == "RUNNING":
+                self._finish(job.id, "INTERRUPTED", error="the daemon stopped while this job ran; Resume continues it from its last checkpoint")
+
+    def mark_published(self, job_id: str, version: int) -> None:
+        """A job found to have published ``version`` after it was settled otherwise."""
+        self._finish(job_id, "SUCCEEDED", version=version, error="", message=f"this job had published version {version}")
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop scheduling and kill the workers (their jobs become INTERRUPTED: resumable)."""
@@ -147,9 +164,13 @@ class JobManager:
         its log is drained (or ``alive()`` turns false: the caller went away)."""
         seq = after_seq
         while alive():
-            events = self.registry.events(job_id, seq)
+            # the job before its events: a final state is committed with its final event, so
+            # events read after seeing that state include it
             job = self.registry.job(job_id)
             assert job is not None
+            events = self.registry.events(job_id, seq)
+            if events:  # paired with the state as fresh as the newest event
+                job = self.registry.job(job_id) or job
             for s, t, e in events:
                 seq = s
                 yield s, t, e, job
@@ -189,8 +210,8 @@ class JobManager:
             procs.append(_CTX.Process(target=run_job, args=({**spec, "dist_env": env}, q), name=name, daemon=True))
             procs[-1].start()
             self.worker_starts += 1
-        self.registry.update_job(job.id, state="RUNNING", worker_pid=procs[0].pid)
-        self._emit(job.id, {"kind": "state", "state": "RUNNING"})
+        self.registry.update_job(job.id, state="RUNNING", worker_pid=procs[0].pid, event={"kind": "state", "state": "RUNNING"})
+        self._wake()
         if len(procs) > 1:
             self._emit(job.id, {"kind": "state", "state": "ranks_started", "world_size": len(procs), "pids": [p.pid for p in procs]})
         r = _Running(job.id, procs, q)
@@ -236,10 +257,14 @@ class JobManager:
         assert job is not None
         lost = [i for i, p in enumerate(r.processes) if i not in results and i not in killed]
         failed = sorted((i, res[1]) for i, res in results.items() if res[0] == "failed")
-        if results.get(0, ("",))[0] == "done":
+        done = results.get(0, ("",))[0] == "done"
+        published = None if done else self._published_quietly(job)
+        if done or published is not None:
             try:
-                self.on_success(job, results[0][1])
-                self._finish(r.job_id, "SUCCEEDED", version=results[0][1]["version"])
+                if done:
+                    self.on_success(job, results[0][1])
+                fault("publish.recorded")
+                self._finish(r.job_id, "SUCCEEDED", version=results[0][1]["version"] if done else published)
             except Exception as e:  # noqa: BLE001
                 log.exception("recording job %s", r.job_id)
                 self._finish(r.job_id, "FAILED", error=f"the model was trained but could not be recorded: {e}")
@@ -263,23 +288,35 @@ class JobManager:
             self._finish(r.job_id, "INTERRUPTED", error="the workers ended without a result; Resume continues from its last checkpoint")
         self._wake()
 
-    def _finish(self, job_id: str, state: str, *, error: str | None = None, version: int | None = None, code: str | None = None) -> None:
+    def _published_quietly(self, job: JobRow) -> int | None:
+        try:
+            return self.published(job)
+        except Exception:  # noqa: BLE001 - settle as a lost worker; reconcile looks again on restart
+            log.exception("looking for job %s's version", job.id)
+            return None
+
+    def _finish(
+        self, job_id: str, state: str, *, error: str | None = None, version: int | None = None, code: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        """The job's final state and its final event, in one transaction."""
         fields: dict[str, Any] = {"state": state}
         if error is not None:
             fields["error"] = error
         if version is not None:
             fields["version"] = version
-        self.registry.update_job(job_id, **fields)
-        event = {"kind": "state", "state": state}
-        if error:
-            event["message"] = error
+        event: dict[str, Any] = {"kind": "state", "state": state}
+        if error or message:
+            event["message"] = error or message
         if code:
             event["error"] = code
-        self._emit(job_id, event)
-        if state in ("FAILED", "CANCELLED") and self.on_failure is not None:
-            try:
-                job = self.registry.job(job_id)
-                assert job is not None
-                self.on_failure(job)
-            except Exception:  # noqa: BLE001 - the job's state is settled; tidying may fail alone
-                log.exception("after job %s ended %s", job_id, state)
+        if version is not None:
+            event["version"] = version
+        job = self.registry.job(job_id)
+        if job is not None and state in FINAL_STATES:
+            try:  # before the state: a client that sees the job ended sees its cleanup done
+                self.on_end(job, state)
+            except Exception:  # noqa: BLE001 - cleanup must not change the job's outcome
+                log.exception("cleaning up after job %s", job_id)
+        self.registry.update_job(job_id, event=event, **fields)
+        self._wake()

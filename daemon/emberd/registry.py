@@ -1,6 +1,11 @@
 """The registry: an embedded SQLite database (WAL) indexing models, versions (with
 lineage), datasets, jobs with their event logs, and artifacts. Tensors and tables live in
-files beside it (see ``layout``); a row is only written once its files are in place."""
+files beside it (see ``layout``); a row is only written once its files are in place.
+
+The schema carries its version in SQLite's ``user_version``; ``MIGRATIONS`` brings an older
+registry up to date when it is opened (a newer one is refused: that daemon is too old).
+Opening runs ``PRAGMA quick_check``: a damaged file raises ``RegistryDamaged`` (the daemon
+then rebuilds the index from the files beside it, see ``rebuild``)."""
 
 from __future__ import annotations
 
@@ -37,6 +42,28 @@ CREATE TABLE IF NOT EXISTS artifacts (
   path TEXT NOT NULL, files TEXT NOT NULL, size_bytes INTEGER NOT NULL, created_at REAL NOT NULL);
 """
 
+# Migration n brings a registry from user_version n-1 to n; never edit a released one.
+MIGRATIONS: tuple[str, ...] = (
+    SCHEMA,  # 1: the first release (its tables may already exist, unversioned)
+    # 2: version aliases, and which run (idempotency key) published each version
+    """
+    ALTER TABLE versions ADD COLUMN run_id TEXT;
+    CREATE TABLE IF NOT EXISTS aliases (
+      model_name TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER NOT NULL, updated_at REAL NOT NULL,
+      PRIMARY KEY (model_name, alias));
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class RegistryDamaged(Exception):
+    """The registry file cannot be read or fails its integrity check."""
+
+
+class RegistryTooNew(Exception):
+    """A newer emberd wrote the registry (its schema version is above ``SCHEMA_VERSION``)."""
+
+
 ACTIVE_STATES = ("QUEUED", "RUNNING")
 FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED", "INTERRUPTED")
 
@@ -59,14 +86,47 @@ class JobRow:
 class Registry:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        try:
+            with self._lock:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute("PRAGMA foreign_keys=ON")
+                problems = [r[0] for r in self._db.execute("PRAGMA quick_check").fetchall()]
+                if problems != ["ok"]:
+                    raise RegistryDamaged(f"{path} fails its integrity check: {'; '.join(problems[:5])}")
+                self._migrate()
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            raise RegistryDamaged(f"{path} cannot be read as a registry: {e}") from None
+        except (RegistryDamaged, RegistryTooNew):
+            self._db.close()
+            raise
+
+    def _migrate(self) -> None:
+        have = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if have > SCHEMA_VERSION:
+            raise RegistryTooNew(
+                f"{self.path} has schema version {have}; this emberd reads up to {SCHEMA_VERSION}: run the newer emberd that wrote it"
+            )
+        for n in range(have + 1, SCHEMA_VERSION + 1):
+            script = MIGRATIONS[n - 1]
+            if n == 2 and "run_id" in {r["name"] for r in self._db.execute("PRAGMA table_info(versions)")}:
+                script = script.replace("ALTER TABLE versions ADD COLUMN run_id TEXT;", "")
+            # executescript commits first; the script and the version bump are one transaction
+            self._db.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={n};\nCOMMIT;")
+
+    @property
+    def schema_version(self) -> int:
+        return self._one("PRAGMA user_version")[0]
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the main file and truncate it (the main file alone is then whole)."""
         with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(SCHEMA)
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
@@ -89,7 +149,13 @@ class Registry:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            try:
+                self.checkpoint()
+            finally:
+                self._db.close()
+
+    def counts(self) -> dict[str, int]:
+        return {t: self._one(f"SELECT COUNT(*) FROM {t}")[0] for t in ("models", "versions", "datasets", "jobs", "artifacts")}
 
     # ---- models -------------------------------------------------------------------------
     def upsert_model(self, name: str, label: str, problem_type: str, eval_metric: str) -> None:
@@ -110,6 +176,7 @@ class Registry:
         with self.tx() as db:
             db.execute("DELETE FROM versions WHERE model_name=?", (name,))
             db.execute("DELETE FROM artifacts WHERE model_name=?", (name,))
+            db.execute("DELETE FROM aliases WHERE model_name=?", (name,))
             db.execute("DELETE FROM models WHERE name=?", (name,))
 
     def add_version(self, model_name: str, version: int, **fields: Any) -> None:
@@ -124,12 +191,35 @@ class Registry:
     def versions(self, model_name: str) -> list[sqlite3.Row]:
         return self._all("SELECT * FROM versions WHERE model_name=? ORDER BY version", (model_name,))
 
+    def delete_version(self, model_name: str, version: int) -> None:
+        with self.tx() as db:
+            db.execute("DELETE FROM versions WHERE model_name=? AND version=?", (model_name, version))
+
+    # ---- aliases ------------------------------------------------------------------------
+    def aliases(self, model_name: str) -> dict[str, int]:
+        rows = self._all("SELECT alias, version FROM aliases WHERE model_name=? ORDER BY alias", (model_name,))
+        return {r["alias"]: r["version"] for r in rows}
+
+    def set_alias(self, model_name: str, alias: str, version: int) -> None:
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO aliases VALUES (?,?,?,?) ON CONFLICT(model_name, alias) DO UPDATE SET version=excluded.version, "
+                "updated_at=excluded.updated_at",
+                (model_name, alias, version, time.time()),
+            )
+
+    def delete_alias(self, model_name: str, alias: str) -> bool:
+        with self.tx() as db:
+            return db.execute("DELETE FROM aliases WHERE model_name=? AND alias=?", (model_name, alias)).rowcount > 0
+
     # ---- datasets -----------------------------------------------------------------------
-    def add_dataset(self, id: str, display_name: str, fmt: str, size: int, rows: int, columns: list[str]) -> None:
+    def add_dataset(
+        self, id: str, display_name: str, fmt: str, size: int, rows: int, columns: list[str], created_at: float | None = None
+    ) -> None:
         with self.tx() as db:
             db.execute(
                 "INSERT OR IGNORE INTO datasets VALUES (?,?,?,?,?,?,?)",
-                (id, display_name, fmt, size, rows, json.dumps(columns), time.time()),
+                (id, display_name, fmt, size, rows, json.dumps(columns), created_at or time.time()),
             )
 
     def dataset(self, id: str) -> sqlite3.Row | None:
@@ -180,19 +270,34 @@ class Registry:
         q = ",".join("?" * len(states))
         return [self._job(r) for r in self._all(f"SELECT * FROM jobs WHERE state IN ({q}) ORDER BY created_at", states)]  # type: ignore[misc]
 
-    def update_job(self, id: str, **fields: Any) -> None:
+    def update_job(self, id: str, *, event: dict[str, Any] | None = None, **fields: Any) -> None:
+        """Change a job's fields and, with ``event``, append that event in the same
+        transaction (a watcher that sees the new state also sees its event)."""
         fields["updated_at"] = time.time()
         sets = ",".join(f"{k}=?" for k in fields)
         with self.tx() as db:
             db.execute(f"UPDATE jobs SET {sets} WHERE id=?", (*fields.values(), id))
+            if event is not None:
+                self._append(db, id, event)
+
+    def insert_job(self, row: dict[str, Any]) -> None:
+        """A job row as it was (``rebuild`` restores jobs from files)."""
+        row = {**row, "spec": json.dumps(row.get("spec") or {})}
+        cols = ",".join(row)
+        with self.tx() as db:
+            db.execute(f"INSERT OR IGNORE INTO jobs ({cols}) VALUES ({','.join('?' * len(row))})", tuple(row.values()))
 
     def active_job(self, model_name: str) -> JobRow | None:
         return self._job(self._one(f"SELECT * FROM jobs WHERE model_name=? AND state IN {ACTIVE_STATES}", (model_name,)))
 
     def append_event(self, job_id: str, event: dict[str, Any]) -> int:
         with self.tx() as db:
-            seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM job_events WHERE job_id=?", (job_id,)).fetchone()[0]
-            db.execute("INSERT INTO job_events VALUES (?,?,?,?)", (job_id, seq, time.time(), json.dumps(event)))
+            return self._append(db, job_id, event)
+
+    @staticmethod
+    def _append(db: sqlite3.Connection, job_id: str, event: dict[str, Any]) -> int:
+        seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM job_events WHERE job_id=?", (job_id,)).fetchone()[0]
+        db.execute("INSERT INTO job_events VALUES (?,?,?,?)", (job_id, seq, time.time(), json.dumps(event)))
         return seq
 
     def last_event(self, job_id: str) -> tuple[int, float, dict[str, Any]] | None:
@@ -204,12 +309,23 @@ class Registry:
         return [(r["seq"], r["time"], json.loads(r["event"])) for r in rows]
 
     # ---- artifacts ----------------------------------------------------------------------
-    def add_artifact(self, id: str, kind: str, model_name: str, version: int, path: str, files: list[str], size: int) -> None:
+    def add_artifact(
+        self, id: str, kind: str, model_name: str, version: int, path: str, files: list[str], size: int, created_at: float | None = None
+    ) -> None:
         with self.tx() as db:
             db.execute(
-                "INSERT INTO artifacts VALUES (?,?,?,?,?,?,?,?)",
-                (id, kind, model_name, version, path, json.dumps(files), size, time.time()),
+                "INSERT OR IGNORE INTO artifacts VALUES (?,?,?,?,?,?,?,?)",
+                (id, kind, model_name, version, path, json.dumps(files), size, created_at or time.time()),
             )
+
+    def delete_artifact(self, id: str) -> None:
+        with self.tx() as db:
+            db.execute("DELETE FROM artifacts WHERE id=?", (id,))
 
     def artifact(self, id: str) -> sqlite3.Row | None:
         return self._one("SELECT * FROM artifacts WHERE id=?", (id,))
+
+    def artifacts(self, model_name: str | None = None) -> list[sqlite3.Row]:
+        if model_name is None:
+            return self._all("SELECT * FROM artifacts ORDER BY created_at")
+        return self._all("SELECT * FROM artifacts WHERE model_name=? ORDER BY created_at", (model_name,))

@@ -38,6 +38,7 @@ _MODEL = re.compile(r"\bmodel '([^']+)'")
 _RESOURCES = [  # NOT_FOUND messages -> (resource type, name)
     (re.compile(r"^no model named '([^']+)'"), "ember.v1.Model"),
     (re.compile(r"^model '([^']+)' has no version (\d+)"), "ember.v1.ModelVersion"),
+    (re.compile(r"^model '([^']+)' has no alias '([^']+)'"), "ember.v1.ModelAlias"),
     (re.compile(r"^no job '([^']+)'"), "ember.v1.Job"),
     (re.compile(r"^(?:[\w ]+: )?no dataset '([^']+)'"), "ember.v1.Dataset"),
     (re.compile(r"^no (?:dump )?artifact '([^']+)'"), "ember.v1.Artifact"),

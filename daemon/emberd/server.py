@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from concurrent import futures
@@ -32,6 +33,9 @@ from ember.v1 import (
 from .app import Ember
 from .interceptors import EmberInterceptor
 from .metrics import Metrics
+from .recovery import Unrecoverable
+from .recovery import cli as recovery_cli
+from .registry import RegistryTooNew
 from .servicers import ArtifactServicer, DatasetServicer, JobServicer, ModelServicer, Servicers
 from .settings import Settings, check_settings, load_settings
 
@@ -160,11 +164,18 @@ def serve(settings: Settings) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings = load_settings(argv)
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["registry"]:  # emberd registry check|rebuild --root ROOT
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        raise SystemExit(recovery_cli(args[1:]))
+    settings = load_settings(args)
     from .logs import configure
 
     configure(settings.log_format)
-    serve(settings)
+    try:
+        serve(settings)
+    except (Unrecoverable, RegistryTooNew) as e:
+        raise SystemExit(f"emberd: {e}") from None
 
 
 if __name__ == "__main__":

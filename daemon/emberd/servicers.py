@@ -168,6 +168,7 @@ class Servicers:
             training=m["training"],
             classes=m["classes"],
             state=model_pb2.ModelState.Value(f"MODEL_STATE_{m['state']}"),
+            aliases=m["aliases"],
             versions=[
                 model_pb2.ModelVersion(
                     version=v["version"],
@@ -197,6 +198,12 @@ class Servicers:
             num_rows=row["num_rows"], columns=json.loads(row["columns"]), create_time=_ts(row["created_at"]),
         )
 
+    def version(self, request: Any) -> int:
+        """The request's version: its ``alias`` resolved when it names one (else ``version``)."""
+        if request.alias:
+            return self.app.require_version(request.model_name, request.version, request.alias)
+        return request.version
+
     def frame(self, data: Any, what: str = "data") -> Any:
         return self.app.data.frame(**vars(_table(data)), what=what)
 
@@ -218,14 +225,14 @@ class ModelServicer(model_grpc.ModelServiceServicer):
         return model_pb.TransferResponse(job=self.s.job(job))
 
     def Dump(self, request, context):  # noqa: N802
-        return model_pb.DumpResponse(artifact=self.s.artifact(self.app.dump(request.model_name, request.version)))
+        return model_pb.DumpResponse(artifact=self.s.artifact(self.app.dump(request.model_name, self.s.version(request))))
 
     def Export(self, request, context):  # noqa: N802
-        art = self.app.export(request.model_name, request.version, _table(request.parity_data), request.include_backbones, request.opset_version)
+        art = self.app.export(request.model_name, self.s.version(request), _table(request.parity_data), request.include_backbones, request.opset_version)
         return model_pb.ExportResponse(artifact=self.s.artifact(art))
 
     def Predict(self, request, context):  # noqa: N802
-        r = self.app.predict(request.model_name, request.version, self.s.frame(request.data), request.with_probabilities, alive=context.is_active)
+        r = self.app.predict(request.model_name, self.s.version(request), self.s.frame(request.data), request.with_probabilities, alive=context.is_active)
         out = model_pb.PredictResponse(version=r["version"])
         if "detections" in r:
             out.detections.extend(
@@ -243,11 +250,11 @@ class ModelServicer(model_grpc.ModelServiceServicer):
         return out
 
     def Evaluate(self, request, context):  # noqa: N802
-        scores, v = self.app.evaluate(request.model_name, request.version, self.s.frame(request.data), list(request.metrics), alive=context.is_active)
+        scores, v = self.app.evaluate(request.model_name, self.s.version(request), self.s.frame(request.data), list(request.metrics), alive=context.is_active)
         return model_pb.EvaluateResponse(scores=scores, version=v)
 
     def Embed(self, request, context):  # noqa: N802
-        emb = self.app.embed(request.model_name, request.version, self.s.frame(request.data), alive=context.is_active)
+        emb = self.app.embed(request.model_name, self.s.version(request), self.s.frame(request.data), alive=context.is_active)
         return model_pb.EmbedResponse(dim=emb.shape[1], values=emb.ravel().tolist())
 
     def GetModel(self, request, context):  # noqa: N802
@@ -259,6 +266,18 @@ class ModelServicer(model_grpc.ModelServiceServicer):
     def DeleteModel(self, request, context):  # noqa: N802
         self.app.delete_model(request.name)
         return model_pb.DeleteModelResponse()
+
+    def DeleteVersion(self, request, context):  # noqa: N802
+        self.app.delete_version(request.model_name, request.version)
+        return model_pb.DeleteVersionResponse()
+
+    def SetAlias(self, request, context):  # noqa: N802
+        self.app.set_alias(request.model_name, request.alias, request.version)
+        return model_pb.SetAliasResponse(model=self.s.model(request.model_name))
+
+    def DeleteAlias(self, request, context):  # noqa: N802
+        self.app.delete_alias(request.model_name, request.alias)
+        return model_pb.DeleteAliasResponse(model=self.s.model(request.model_name))
 
     def GetServerStats(self, request, context):  # noqa: N802
         st = self.app.cache.stats()

@@ -39,6 +39,8 @@ class Settings:
     max_predict_rows: int = 10_000  # rows per Predict/Evaluate/Embed call
     max_image_pixels: int = 89_478_485  # pixels per image (Pillow's bomb guard); larger: INVALID_ARGUMENT
     max_json_depth: int = 16  # nesting of JSON a caller sends (rows, hyperparameter values)
+    keep_versions: int = 0  # retention: versions kept per model after a fit (aliased and current always); 0 = all
+    registry_checkpoint_s: int = 60  # seconds between WAL checkpoints of the registry (and at clean shutdown)
 
     @property
     def root_path(self) -> Path:

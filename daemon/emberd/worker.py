@@ -46,7 +46,8 @@ def _json_safe(obj: Any) -> Any:
 def run_job(spec: dict[str, Any], queue: Any) -> None:
     """Entry point of the worker process (a module-level function, importable by spawn)."""
     _die_with_parent()
-    os.environ.update(spec.get("dist_env") or {})  # before torch reads it: this process's place in the group
+    os.environ.update(spec.get("dist_env") or {})
+    os.environ["EMBER_WORKER_OF"] = str(os.getppid())  # a crash point armed here takes the daemon too (engine.faults)  # before torch reads it: this process's place in the group
     rank = int(os.environ.get("RANK", "0"))
     from .logs import configure_worker
 
@@ -86,7 +87,9 @@ def fit(spec: dict[str, Any], emit: Any) -> Any:
     tuning = load_table(spec["tuning_path"], what="tuning_data") if spec.get("tuning_path") else None
     if spec["kind"] == "RESUME":
         scale = Scale.from_dict(spec["scale"]).to_hyperparameters() if spec.get("scale") else None
-        return Predictor.load(spec["model_dir"], resume=True).fit(train, tuning_data=tuning, hyperparameters=scale, on_event=emit)
+        return Predictor.load(spec["model_dir"], resume=True).fit(
+            train, tuning_data=tuning, hyperparameters=scale, on_event=emit, job_id=spec.get("job_id")
+        )
     # decided by the daemon (the ranks must agree, and rank 0 writes predictor.json for a new model)
     if spec["continued"]:
         p = Predictor.load(spec["model_dir"])
@@ -107,6 +110,7 @@ def fit(spec: dict[str, Any], emit: Any) -> Any:
         seed=int(spec.get("seed") or 0),
         column_types=spec.get("column_types") or None,
         on_event=emit,
+        job_id=spec.get("job_id"),
     )
 
 

@@ -125,13 +125,13 @@ function rpcError(err) {
 // job). Overridable per client: new Client(address, {timeouts: {Predict: 5000}}).
 const DEFAULT_TIMEOUT_MS = 60000;
 const DEFAULT_TIMEOUTS_MS = {
-  GetModel: 15000, ListModels: 15000, GetServerStats: 15000, GetJob: 15000, ListJobs: 15000, GetDataset: 15000, ListDatasets: 15000,
+  GetModel: 15000, ListModels: 15000, GetServerStats: 15000, DeleteVersion: 60000, SetAlias: 15000, DeleteAlias: 15000, GetJob: 15000, ListJobs: 15000, GetDataset: 15000, ListDatasets: 15000,
   WatchJob: null, UploadDataset: 1800000, Fit: 600000, Resume: 600000, Transfer: 600000, Predict: 300000, Evaluate: 600000,
   Embed: 300000, Dump: 1800000, Export: 3600000, DownloadArtifact: 3600000,
 };
 // Calls safe to repeat: retried by grpc-js on UNAVAILABLE with backoff (the channel's service config).
 const RETRIED = {
-  'ember.v1.ModelService': ['GetModel', 'ListModels', 'GetServerStats', 'Predict', 'Evaluate', 'Embed'],
+  'ember.v1.ModelService': ['GetModel', 'ListModels', 'GetServerStats', 'Predict', 'Evaluate', 'Embed', 'SetAlias'],
   'ember.v1.JobService': ['GetJob', 'ListJobs', 'WatchJob', 'CancelJob'],
   'ember.v1.DatasetService': ['GetDataset', 'ListDatasets'],
   'ember.v1.ArtifactService': ['DownloadArtifact'],
@@ -273,23 +273,38 @@ class Client {
    * Predicts rows: an array of {column: value} objects (sent inline as JSON; images as
    * base64 data URIs) or an uploaded dataset's id. Detection models answer in `detections`.
    */
-  predict(modelName, rows, { version = 0, withProbabilities = false } = {}) {
-    const request = { model_name: modelName, version, data: tableData(rows), with_probabilities: withProbabilities };
+  predict(modelName, rows, { version = 0, alias = '', withProbabilities = false } = {}) {
+    const request = { model_name: modelName, version, alias, data: tableData(rows), with_probabilities: withProbabilities };
     return this.unary(this.models, 'Predict', request);
   }
 
   /** Scores labelled rows (as for predict); resolves to {metric: score} and the version. */
-  async evaluate(modelName, rows, { version = 0, metrics = [] } = {}) {
-    const r = await this.unary(this.models, 'Evaluate', { model_name: modelName, version, data: tableData(rows), metrics });
+  async evaluate(modelName, rows, { version = 0, alias = '', metrics = [] } = {}) {
+    const r = await this.unary(this.models, 'Evaluate', { model_name: modelName, version, alias, data: tableData(rows), metrics });
     return { scores: r.scores, version: r.version };
   }
 
-  async dump(modelName, version = 0) {
-    return (await this.unary(this.models, 'Dump', { model_name: modelName, version })).artifact;
+  /** `version` (0: current) or { alias } (SetAlias; 'latest': current) picks the version. */
+  async dump(modelName, version = 0, { alias = '' } = {}) {
+    return (await this.unary(this.models, 'Dump', { model_name: modelName, version, alias })).artifact;
   }
 
-  async export(modelName, version = 0) {
-    return (await this.unary(this.models, 'Export', { model_name: modelName, version })).artifact;
+  async export(modelName, version = 0, { alias = '' } = {}) {
+    return (await this.unary(this.models, 'Export', { model_name: modelName, version, alias })).artifact;
+  }
+
+  /** Deletes one version; FAILED_PRECONDITION for the current one and one an alias names. */
+  async deleteVersion(modelName, version) {
+    await this.unary(this.models, 'DeleteVersion', { model_name: modelName, version });
+  }
+
+  /** Points `alias` at `version` (a rollback is moving it back); resolves to the model. */
+  async setAlias(modelName, alias, version) {
+    return (await this.unary(this.models, 'SetAlias', { model_name: modelName, alias, version })).model;
+  }
+
+  async deleteAlias(modelName, alias) {
+    return (await this.unary(this.models, 'DeleteAlias', { model_name: modelName, alias })).model;
   }
 
   async getModel(name) {

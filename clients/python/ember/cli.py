@@ -64,6 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--opset", type=int, default=0, help="ONNX opset (default: the daemon's, 18)")
     o = sub.add_parser("onnx-predict"); o.add_argument("bundle"); o.add_argument("table")
     pr = sub.add_parser("predict"); pr.add_argument("model"); pr.add_argument("table")
+    for p in (d, e, pr):
+        p.add_argument("--version", type=int, default=0, help="the version (default: the current one)")
+        p.add_argument("--alias", default="", help="the version an alias names (SetAlias)")
+    dv = sub.add_parser("delete-version", help="delete one version (not the current one, nor one an alias names)")
+    dv.add_argument("model"); dv.add_argument("version", type=int)
+    sa = sub.add_parser("alias", help="point an alias at a version (rollback: point it back)")
+    sa.add_argument("model"); sa.add_argument("alias"); sa.add_argument("version", type=int)
+    ua = sub.add_parser("unalias", help="remove an alias"); ua.add_argument("model"); ua.add_argument("alias")
     args = ap.parse_args(argv)
     if args.cmd == "onnx-predict":
         from .onnx import OnnxPredictor
@@ -80,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "models":
             for m in client.list_models():
                 state = model_pb2.ModelState.Name(m.state).removeprefix("MODEL_STATE_").lower()
-                print(f"{m.name}\tv{m.current_version}\t{m.problem_type}\tlabel={m.label}\t{state}{' (training)' if m.training and m.current_version else ''}")
+                aliases = " ".join(f"{a}=v{v}" for a, v in sorted(m.aliases.items()))
+                print(f"{m.name}\tv{m.current_version}\t{m.problem_type}\tlabel={m.label}\t{state}{' (training)' if m.training and m.current_version else ''}\t{aliases}")
         elif args.cmd == "jobs":
             for jb in client.list_jobs(args.model):
                 print(f"{jb.id}\t{jb.model_name}\t{job_pb2.JobKind.Name(jb.kind)[9:]}\t{job_pb2.JobState.Name(jb.state)[10:]}\t{jb.error}")
@@ -102,19 +111,25 @@ def main(argv: list[str] | None = None) -> int:
             print(job_pb2.JobState.Name(client.cancel(args.job).state))
         elif args.cmd in ("dump", "export"):
             if args.cmd == "dump":
-                art = client.dump(args.model)
+                art = client.dump(args.model, args.version, alias=args.alias)
             else:
                 rows = read_table(args.parity_rows) if args.parity_rows else None
-                art = client.export(args.model, parity_data=rows, backbones=args.backbones, opset_version=args.opset)
+                art = client.export(args.model, args.version, alias=args.alias, parity_data=rows, backbones=args.backbones, opset_version=args.opset)
             for f in client.download(art.id, args.dest):
                 print(f)
         elif args.cmd == "predict":
             df = read_table(args.table)
-            r = client.predict(args.model, df)
+            r = client.predict(args.model, df, version=args.version, alias=args.alias)
             for found in r.detections:  # a detector: one JSON line of boxes per row
                 print(json.dumps([{"bbox": [b.x1, b.y1, b.x2, b.y2], "score": b.score, "class": b.label} for b in found.boxes]))
             for v in (r.labels or r.values):
                 print(v)
+        elif args.cmd == "delete-version":
+            client.delete_version(args.model, args.version)
+            print(f"deleted {args.model} v{args.version}")
+        elif args.cmd in ("alias", "unalias"):
+            m = client.set_alias(args.model, args.alias, args.version) if args.cmd == "alias" else client.delete_alias(args.model, args.alias)
+            print(" ".join(f"{a}=v{v}" for a, v in sorted(m.aliases.items())) or "(no aliases)")
     except EmberRpcError as e:
         print(f"ember: {e}", file=sys.stderr)
         return 2

@@ -48,6 +48,7 @@ FINAL = {job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STAT
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_TIMEOUTS: dict[str, float | None] = {
     "GetModel": 15.0, "ListModels": 15.0, "GetServerStats": 15.0, "DeleteModel": 60.0,
+    "DeleteVersion": 60.0, "SetAlias": 15.0, "DeleteAlias": 15.0,
     "GetJob": 15.0, "ListJobs": 15.0, "CancelJob": 60.0, "WatchJob": None,
     "GetDataset": 15.0, "ListDatasets": 15.0, "DeleteDataset": 60.0, "UploadDataset": 1800.0,
     "Fit": 600.0, "Resume": 600.0, "Transfer": 600.0,  # validation reads the whole table
@@ -57,7 +58,7 @@ DEFAULT_TIMEOUTS: dict[str, float | None] = {
 # Calls whose repetition changes nothing: gRPC retries them on UNAVAILABLE (the daemon
 # restarting, a dropped connection), with exponential backoff.
 RETRIED_METHODS = {
-    "ember.v1.ModelService": ["GetModel", "ListModels", "GetServerStats", "Predict", "Evaluate", "Embed"],
+    "ember.v1.ModelService": ["GetModel", "ListModels", "GetServerStats", "Predict", "Evaluate", "Embed", "SetAlias"],
     "ember.v1.JobService": ["GetJob", "ListJobs", "WatchJob", "CancelJob"],
     "ember.v1.DatasetService": ["GetDataset", "ListDatasets"],
     "ember.v1.ArtifactService": ["DownloadArtifact"],
@@ -359,31 +360,37 @@ class Client:
             req.train_data.CopyFrom(self.table(train, "train"))
         return self._rpc(self.models.Resume, req).job
 
-    def predict(self, model: str, df: pd.DataFrame, *, version: int = 0, probabilities: bool = False) -> model_pb.PredictResponse:
+    # ``version`` (0: current) or ``alias`` (SetAlias; "latest": current) picks the version.
+    def predict(self, model: str, df: pd.DataFrame, *, version: int = 0, alias: str = "", probabilities: bool = False) -> model_pb.PredictResponse:
         data = self.rows(df) if len(df) <= 1000 else self.table(df, "predict")
-        return self._rpc(self.models.Predict, model_pb.PredictRequest(model_name=model, version=version, data=data, with_probabilities=probabilities))
+        req = model_pb.PredictRequest(model_name=model, version=version, alias=alias, data=data, with_probabilities=probabilities)
+        return self._rpc(self.models.Predict, req)
 
-    def evaluate(self, model: str, df: pd.DataFrame, metrics: list[str] | None = None, *, version: int = 0) -> dict[str, float]:
+    def evaluate(self, model: str, df: pd.DataFrame, metrics: list[str] | None = None, *, version: int = 0, alias: str = "") -> dict[str, float]:
         data = self.rows(df) if len(df) <= 1000 else self.table(df, "evaluate")
-        return dict(self._rpc(self.models.Evaluate, model_pb.EvaluateRequest(model_name=model, version=version, data=data, metrics=metrics or [])).scores)
+        req = model_pb.EvaluateRequest(model_name=model, version=version, alias=alias, data=data, metrics=metrics or [])
+        return dict(self._rpc(self.models.Evaluate, req).scores)
 
-    def embed(self, model: str, df: pd.DataFrame, *, version: int = 0) -> Any:
+    def embed(self, model: str, df: pd.DataFrame, *, version: int = 0, alias: str = "") -> Any:
         import numpy as np
 
         data = self.rows(df) if len(df) <= 1000 else self.table(df, "embed")
-        r = self._rpc(self.models.Embed, model_pb.EmbedRequest(model_name=model, version=version, data=data))
+        r = self._rpc(self.models.Embed, model_pb.EmbedRequest(model_name=model, version=version, alias=alias, data=data))
         return np.asarray(r.values, dtype=np.float32).reshape(-1, r.dim)
 
-    def dump(self, model: str, version: int = 0) -> model_pb.Artifact:
-        return self._rpc(self.models.Dump, model_pb.DumpRequest(model_name=model, version=version)).artifact
+    def dump(self, model: str, version: int = 0, *, alias: str = "") -> model_pb.Artifact:
+        return self._rpc(self.models.Dump, model_pb.DumpRequest(model_name=model, version=version, alias=alias)).artifact
 
     def export(
-        self, model: str, version: int = 0, *, parity_data: pd.DataFrame | None = None, backbones: bool = False, opset_version: int = 0
+        self, model: str, version: int = 0, *, alias: str = "", parity_data: pd.DataFrame | None = None, backbones: bool = False,
+        opset_version: int = 0,
     ) -> model_pb.Artifact:
         """ONNX bundle of a version (see ``ember.onnx``); ``parity_data``: real rows for the
         parity check (default: the version's held-out validation rows); ``opset_version``: 0
         for the daemon's default (18)."""
-        req = model_pb.ExportRequest(model_name=model, version=version, include_backbones=backbones, opset_version=opset_version)
+        req = model_pb.ExportRequest(
+            model_name=model, version=version, alias=alias, include_backbones=backbones, opset_version=opset_version
+        )
         if parity_data is not None:
             req.parity_data.CopyFrom(self.rows(parity_data) if len(parity_data) <= 1000 else self.table(parity_data, "export"))
         return self._rpc(self.models.Export, req).artifact
@@ -396,6 +403,19 @@ class Client:
 
     def delete_model(self, name: str) -> None:
         self._rpc(self.models.DeleteModel, model_pb.DeleteModelRequest(name=name))
+
+    def delete_version(self, model: str, version: int) -> None:
+        """Refused (FAILED_PRECONDITION) for the current version and for one an alias names."""
+        self._rpc(self.models.DeleteVersion, model_pb.DeleteVersionRequest(model_name=model, version=version))
+
+    def set_alias(self, model: str, alias: str, version: int) -> Any:
+        """Point ``alias`` at ``version`` (a rollback is moving it back); returns the model."""
+        req = model_pb.SetAliasRequest(model_name=model, alias=alias, version=version)
+        return self._rpc(self.models.SetAlias, req).model
+
+    def delete_alias(self, model: str, alias: str) -> Any:
+        req = model_pb.DeleteAliasRequest(model_name=model, alias=alias)
+        return self._rpc(self.models.DeleteAlias, req).model
 
     def stats(self) -> Any:
         return self._rpc(self.models.GetServerStats, model_pb.GetServerStatsRequest())

@@ -41,6 +41,7 @@ from .errors import EmberError, FailedPrecondition, InvalidArgument, Unsupported
 from .inference import raw_outputs
 from .detection.model import DetectionModel
 from .model_store import ModelStore, TrainedModel
+from .faults import fault
 from .storage import fresh_staging_dir, publish_dir, write_json
 
 OPSET = 18
@@ -319,6 +320,7 @@ def export_model(
         if backbones:
             manifest["backbones"] = _export_backbones(model, rows, staging, opset)
         write_json(staging / "manifest.json", manifest)
+        fault("export.mid")
         publish_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -337,6 +339,7 @@ def _export_detector(model: DetectionModel, out_dir: Path, rows: pd.DataFrame, o
         parity = export_onnx(model, staging, rows.head(8), opset=opset)["parity"]
         if parity["max_rel_diff"] > TOLERANCE:
             raise ParityError(f"onnxruntime disagrees with torch on the detector's raw outputs: {parity}")
+        fault("export.mid")
         publish_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

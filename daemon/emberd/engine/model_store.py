@@ -7,10 +7,17 @@
     schema.json config.json      how rows are read; the hyperparameters (dotted keys)
     hf_text/  timm_image/        backbone configs + tokenizer files (architecture, no weights)
     mmdet_image/config.json      a detector's mmdet config (object_detection models)
-    metrics.json lineage.json    validation score and history; parent version, data digest
+    metrics.json lineage.json    validation score and history; parent version, data digest,
+                                 the run (``run_id``) and job (``job_id``) that published it
     val.parquet                  the validation rows, re-scored after the next continued fit
 <path>/run/run.json, last.ckpt   the current or last training run (for resume)
 ```
+
+Publishing is exactly-once per run: a run has an id (``run_id`` in run.json, the daemon's job
+id for a daemon fit), the version it publishes records it in lineage.json, and publishing
+again for a run that already has a version returns that version. A kill between the
+version's rename and the updates after it (predictor.json's current version, run.json's
+status) is settled by ``settle_run`` on the next load or daemon start.
 """
 
 from __future__ import annotations
@@ -30,12 +37,24 @@ from .config import Config
 from .data import Schema
 from .detection.data import DETECTION
 from .detection.model import DetectionModel
-from .errors import FailedPrecondition, NotFound
+from .errors import DataLoss, FailedPrecondition, NotFound
+from .faults import fault
 from .features import Collator, Encoded, SpecialTokens, encode_table, pad_multiple_for
 from .models import MultimodalNet, build_net
-from .storage import fresh_staging_dir, publish_dir, read_json, read_tensors, remove_stale_staging, write_json, write_tensors
+from .storage import (
+    fresh_staging_dir,
+    fsync_dir,
+    publish_dir,
+    read_json,
+    read_tensors,
+    remove_stale_staging,
+    write_json,
+    write_tensors,
+)
 
 FORMAT = 1
+# what every published version holds (checked before loading: a missing one is DATA_LOSS)
+VERSION_FILES = ("model.safetensors", "schema.json", "config.json", "lineage.json")
 
 
 def _plain(v: Any) -> Any:
@@ -183,7 +202,63 @@ class ModelStore:
         d = self.version_dir(version)
         if not d.is_dir():
             raise NotFound(f"version {version} of {str(self.path)!r} does not exist; versions: {self.versions()}")
+        self.check_version_files(version)
         return load_model(d, read_tensors(d / "model.safetensors"))
+
+    def check_version_files(self, version: int) -> None:
+        """DataLoss naming the first file of a published version that is gone."""
+        d = self.version_dir(version)
+        for name in VERSION_FILES:
+            if not (d / name).is_file():
+                raise DataLoss(
+                    f"version {version} of {self.path.name!r} is damaged: {d / name} is missing (deleted outside Ember?); "
+                    "DeleteVersion it, or restore the file"
+                )
+
+    def lineage(self, version: int) -> dict[str, Any]:
+        try:
+            return read_json(self.version_dir(version) / "lineage.json")
+        except (OSError, ValueError):
+            return {}
+
+    def version_of_run(self, run_id: str | None) -> int | None:
+        """The version the run ``run_id`` published, if any (the idempotency check)."""
+        if not run_id:
+            return None
+        return next((v for v in self.versions() if self.lineage(v).get("run_id") == run_id), None)
+
+    def settle_run(self) -> int | None:
+        """Finish the bookkeeping of a run that published its version but was killed before
+        recording it (current version, run.json, checkpoint); returns that version, if any.
+        Only while no worker writes this folder (a load, a daemon start, before a Resume)."""
+        run_path = self.run_dir / "run.json"
+        if not run_path.exists():
+            return None
+        try:
+            run = read_json(run_path)
+        except (OSError, ValueError):
+            return None
+        if run.get("status") != "running":
+            return None
+        version = self.version_of_run(run.get("run_id"))
+        if version is None:
+            return None
+        meta = self.meta()
+        if (meta.get("current_version") or 0) < version:
+            meta["current_version"] = version
+            self.write_meta(meta)
+        write_json(run_path, {**run, "status": "succeeded", "version": version})
+        (self.run_dir / "last.ckpt").unlink(missing_ok=True)
+        return version
+
+    def delete_version(self, version: int) -> None:
+        """Remove a version's folder: one rename out of ``versions/``, then the files."""
+        d = self.version_dir(version)
+        if d.is_dir():
+            trash = d.parent / f".{d.name}.{os.getpid()}.deleted"
+            os.rename(d, trash)
+            fsync_dir(d.parent)
+            shutil.rmtree(trash, ignore_errors=True)
 
     def publish_version(
         self,
@@ -193,8 +268,16 @@ class ModelStore:
         lineage: dict[str, Any],
         val_frame: pd.DataFrame,
     ) -> int:
-        """Write a new version (staged, then renamed into place) and make it current."""
+        """Write a new version (staged, then renamed into place) and make it current.
+        Once per run: if ``lineage["run_id"]`` already published a version, that one is
+        made current (if it is not yet) and returned, and nothing is written."""
         versions_root = self.path / "versions"
+        done = self.version_of_run(lineage.get("run_id"))
+        if done is not None:
+            meta = self.meta()
+            if (meta.get("current_version") or 0) < done:
+                self.write_meta({**meta, "current_version": done})
+            return done
         remove_stale_staging(versions_root)
         version = (max(self.versions()) + 1) if self.versions() else 1
         staging = fresh_staging_dir(versions_root, f"{version:04d}")
@@ -204,6 +287,7 @@ class ModelStore:
         write_json(staging / "lineage.json", {**lineage, "version": version})
         val_frame.to_parquet(staging / "val.parquet", index=False)
         publish_dir(staging, self.version_dir(version))
+        fault("publish.renamed")
         meta = self.meta()
         meta["current_version"] = version
         self.write_meta(meta)

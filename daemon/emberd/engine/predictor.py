@@ -9,6 +9,7 @@ import copy
 import logging
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -80,10 +81,16 @@ class Predictor:
         """The current version at ``path`` (or ``version``); with ``resume=True``, ready to
         continue the interrupted run there (call ``fit`` with the same data)."""
         store = ModelStore(path)
+        published = store.settle_run() if resume else None  # killed after publishing: that version stands
         meta = store.meta()
         p = cls(label=meta["label"], problem_type=meta["problem_type"], eval_metric=meta["eval_metric"], path=path)
         if resume:
             run = store.run_dir / "run.json"
+            if published is not None:
+                raise FailedPrecondition(
+                    f"nothing to resume at {str(path)!r}: the interrupted run already published version {published} "
+                    "(it is current); load without resume=True to continue training on new data"
+                )
             if not run.exists() or read_json(run)["status"] != "running":
                 raise FailedPrecondition(
                     f"nothing to resume at {str(path)!r}: no interrupted run (the last fit finished or none started); "
@@ -125,6 +132,7 @@ class Predictor:
         seed: int = 0,
         column_types: dict[str, str] | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
+        job_id: str | None = None,
     ) -> "Predictor":
         """Train a new model, continue training the current one on new data (a new version
         from the current weights), or finish an interrupted run (after ``load(resume=True)``).
@@ -133,6 +141,9 @@ class Predictor:
         ``env.devices``, ``env.num_nodes``, ``env.strategy``; the only keys a resume takes):
         with more than one process, every rank of a group started from outside (the daemon,
         torchrun, SLURM) calls ``fit`` alike, and rank 0 alone writes the folder.
+
+        ``job_id`` names this fit for its caller (the daemon's job id; default a fresh id): a
+        run publishes at most one version, and its lineage records the run and the job.
 
         Everything is validated before any work; a refused or failed fit leaves the
         predictor's folder as it was."""
@@ -149,7 +160,7 @@ class Predictor:
                     f"a resume continues the interrupted run with its own hyperparameters; it takes only the scale-out keys "
                     f"(env.num_gpus, env.devices, env.num_nodes, env.strategy), not {sorted(rest)}"
                 )
-            return self._fit_resume(store, drop_unlabelled(train_df, self.label), tuning_df, started, emit, scale)
+            return self._fit_resume(store, drop_unlabelled(train_df, self.label), tuning_df, started, emit, scale, job_id)
         parent = self._model
         plan = plan_fit(
             label=self.label,
@@ -184,6 +195,8 @@ class Predictor:
         val_df = self._with_parent_val(store, self._version, val_df, tuning_df)
         run = {
             "status": "running",
+            "run_id": job_id or uuid.uuid4().hex,  # the idempotency key of the version this run publishes
+            "job_id": job_id,
             "parent_version": self._version,
             "time_limit": time_limit,
             "seed": seed,
@@ -207,9 +220,10 @@ class Predictor:
 
     def _fit_resume(
         self, store: ModelStore, train_df: pd.DataFrame, tuning_df: pd.DataFrame | None, started: float, emit: Callable,
-        scale: Scale | None,
+        scale: Scale | None, job_id: str | None = None,
     ) -> "Predictor":
         run = read_json(store.run_dir / "run.json")
+        run = {**run, "run_id": run.get("run_id") or uuid.uuid4().hex, "job_id": job_id}
         if scale is not None:  # the same run on another number of processes
             run = {**run, "scale": scale.to_dict()}
         rank = launched_rank(Scale.from_dict(run.get("scale")))
@@ -311,7 +325,8 @@ class Predictor:
         version = store.publish_version(
             model,
             metrics=metrics,
-            lineage={"parent_version": parent, "train_digest": run["train_digest"], "train_rows": run["train_rows"], "created_at": time.time()},
+            lineage={"parent_version": parent, "train_digest": run["train_digest"], "train_rows": run["train_rows"], "created_at": time.time(),
+                     "run_id": run["run_id"], "job_id": run.get("job_id")},
             val_frame=val_frame,
         )
         write_json(store.run_dir / "run.json", {**run, "status": "succeeded", "version": version})

@@ -25,17 +25,21 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65mber/v1/model.proto\x12\x08\x65mber.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x01\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x14\n\x0cproblem_type\x18\x03 \x01(\t\x12\x13\n\x0b\x65val_metric\x18\x04 \x01(\t\x12\x17\n\x0f\x63urrent_version\x18\x05 \x01(\x03\x12(\n\x08versions\x18\x06 \x03(\x0b\x32\x16.ember.v1.ModelVersion\x12\x10\n\x08training\x18\x07 \x01(\x08\x12\x0f\n\x07\x63lasses\x18\x08 \x03(\t\x12#\n\x05state\x18\t \x01(\x0e\x32\x14.ember.v1.ModelState\"\xd6\x01\n\x0cModelVersion\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x16\n\x0eparent_version\x18\x02 \x01(\x03\x12\x11\n\tval_score\x18\x03 \x01(\x01\x12\x14\n\x0ctrain_digest\x18\x04 \x01(\t\x12\x0e\n\x06job_id\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x66orgetting_before\x18\x07 \x01(\x01\x12\x18\n\x10\x66orgetting_after\x18\x08 \x01(\x01*v\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11MODEL_STATE_READY\x10\x01\x12\x18\n\x14MODEL_STATE_TRAINING\x10\x02\x12\x1a\n\x16MODEL_STATE_UNFINISHED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65mber/v1/model.proto\x12\x08\x65mber.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x02\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x14\n\x0cproblem_type\x18\x03 \x01(\t\x12\x13\n\x0b\x65val_metric\x18\x04 \x01(\t\x12\x17\n\x0f\x63urrent_version\x18\x05 \x01(\x03\x12(\n\x08versions\x18\x06 \x03(\x0b\x32\x16.ember.v1.ModelVersion\x12\x10\n\x08training\x18\x07 \x01(\x08\x12\x0f\n\x07\x63lasses\x18\x08 \x03(\t\x12#\n\x05state\x18\t \x01(\x0e\x32\x14.ember.v1.ModelState\x12-\n\x07\x61liases\x18\n \x03(\x0b\x32\x1c.ember.v1.Model.AliasesEntry\x1a.\n\x0c\x41liasesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xd6\x01\n\x0cModelVersion\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x16\n\x0eparent_version\x18\x02 \x01(\x03\x12\x11\n\tval_score\x18\x03 \x01(\x01\x12\x14\n\x0ctrain_digest\x18\x04 \x01(\t\x12\x0e\n\x06job_id\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x66orgetting_before\x18\x07 \x01(\x01\x12\x18\n\x10\x66orgetting_after\x18\x08 \x01(\x01*v\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11MODEL_STATE_READY\x10\x01\x12\x18\n\x14MODEL_STATE_TRAINING\x10\x02\x12\x1a\n\x16MODEL_STATE_UNFINISHED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ember.v1.model_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MODELSTATE']._serialized_start=505
-  _globals['_MODELSTATE']._serialized_end=623
+  _globals['_MODEL_ALIASESENTRY']._loaded_options = None
+  _globals['_MODEL_ALIASESENTRY']._serialized_options = b'8\001'
+  _globals['_MODELSTATE']._serialized_start=600
+  _globals['_MODELSTATE']._serialized_end=718
   _globals['_MODEL']._serialized_start=68
-  _globals['_MODEL']._serialized_end=286
-  _globals['_MODELVERSION']._serialized_start=289
-  _globals['_MODELVERSION']._serialized_end=503
+  _globals['_MODEL']._serialized_end=381
+  _globals['_MODEL_ALIASESENTRY']._serialized_start=335
+  _globals['_MODEL_ALIASESENTRY']._serialized_end=381
+  _globals['_MODELVERSION']._serialized_start=384
+  _globals['_MODELVERSION']._serialized_end=598
 # @@protoc_insertion_point(module_scope)

@@ -22,7 +22,14 @@ MODEL_STATE_TRAINING: ModelState
 MODEL_STATE_UNFINISHED: ModelState
 
 class Model(_message.Message):
-    __slots__ = ("name", "label", "problem_type", "eval_metric", "current_version", "versions", "training", "classes", "state")
+    __slots__ = ("name", "label", "problem_type", "eval_metric", "current_version", "versions", "training", "classes", "state", "aliases")
+    class AliasesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +39,7 @@ class Model(_message.Message):
     TRAINING_FIELD_NUMBER: _ClassVar[int]
     CLASSES_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
     name: str
     label: str
     problem_type: str
@@ -41,7 +49,8 @@ class Model(_message.Message):
     training: bool
     classes: _containers.RepeatedScalarFieldContainer[str]
     state: ModelState
-    def __init__(self, name: _Optional[str] = ..., label: _Optional[str] = ..., problem_type: _Optional[str] = ..., eval_metric: _Optional[str] = ..., current_version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ..., training: _Optional[bool] = ..., classes: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[ModelState, str]] = ...) -> None: ...
+    aliases: _containers.ScalarMap[str, int]
+    def __init__(self, name: _Optional[str] = ..., label: _Optional[str] = ..., problem_type: _Optional[str] = ..., eval_metric: _Optional[str] = ..., current_version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ..., training: _Optional[bool] = ..., classes: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[ModelState, str]] = ..., aliases: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
     __slots__ = ("version", "parent_version", "val_score", "train_digest", "job_id", "create_time", "forgetting_before", "forgetting_after")

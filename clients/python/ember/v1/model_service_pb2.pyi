@@ -128,12 +128,14 @@ class Artifact(_message.Message):
     def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., model_name: _Optional[str] = ..., version: _Optional[int] = ..., files: _Optional[_Iterable[str]] = ..., path: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class DumpRequest(_message.Message):
-    __slots__ = ("model_name", "version")
+    __slots__ = ("model_name", "version", "alias")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     version: int
-    def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+    alias: str
+    def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ..., alias: _Optional[str] = ...) -> None: ...
 
 class DumpResponse(_message.Message):
     __slots__ = ("artifact",)
@@ -142,18 +144,20 @@ class DumpResponse(_message.Message):
     def __init__(self, artifact: _Optional[_Union[Artifact, _Mapping]] = ...) -> None: ...
 
 class ExportRequest(_message.Message):
-    __slots__ = ("model_name", "version", "include_backbones", "parity_data", "opset_version")
+    __slots__ = ("model_name", "version", "include_backbones", "parity_data", "opset_version", "alias")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_BACKBONES_FIELD_NUMBER: _ClassVar[int]
     PARITY_DATA_FIELD_NUMBER: _ClassVar[int]
     OPSET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     version: int
     include_backbones: bool
     parity_data: _table_pb2.TableData
     opset_version: int
-    def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ..., include_backbones: _Optional[bool] = ..., parity_data: _Optional[_Union[_table_pb2.TableData, _Mapping]] = ..., opset_version: _Optional[int] = ...) -> None: ...
+    alias: str
+    def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ..., include_backbones: _Optional[bool] = ..., parity_data: _Optional[_Union[_table_pb2.TableData, _Mapping]] = ..., opset_version: _Optional[int] = ..., alias: _Optional[str] = ...) -> None: ...
 
 class ExportResponse(_message.Message):
     __slots__ = ("artifact",)
@@ -162,16 +166,18 @@ class ExportResponse(_message.Message):
     def __init__(self, artifact: _Optional[_Union[Artifact, _Mapping]] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
-    __slots__ = ("model_name", "version", "data", "with_probabilities")
+    __slots__ = ("model_name", "version", "data", "with_probabilities", "alias")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     WITH_PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     version: int
     data: _table_pb2.TableData
     with_probabilities: bool
-    def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ..., data: _Optional[_Union[_table_pb2.TableData, _Mapping]] = ..., with_probabilities: _Optional[bool] = ...) -> None: ...
+    alias: str
+    def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ..., data: _Optional[_Union[_table_pb2.TableData, _Mapping]] = ..., with_probabilities: _Optional[bool] = ..., alias: _Optional[str] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
     __slots__ = ("labels", "values", "classes", "probabilities", "version", "detections")
@@ -212,16 +218,18 @@ class DetectedBox(_message.Message):
     def __init__(self, x1: _Optional[float] = ..., y1: _Optional[float] = ..., x2: _Optional[float] = ..., y2: _Optional[float] = ..., score: _Optional[float] = ..., label: _Optional[str] = ...) -> None: ...
 
 class EvaluateRequest(_message.Message):
-    __slots__ = ("model_name", "version", "data", "metrics")
+    __slots__ = ("model_name", "version", "data", "metrics", "alias")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     version: int
     data: _table_pb2.TableData
     metrics: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ..., data: _Optional[_Union[_table_pb2.TableData, _Mapping]] = ..., metrics: _Optional[_Iterable[str]] = ...) -> None: ...
+    alias: str
+    def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ..., data: _Optional[_Union[_table_pb2.TableData, _Mapping]] = ..., metrics: _Optional[_Iterable[str]] = ..., alias: _Optional[str] = ...) -> None: ...
 
 class EvaluateResponse(_message.Message):
     __slots__ = ("scores", "version")
@@ -239,14 +247,16 @@ class EvaluateResponse(_message.Message):
     def __init__(self, scores: _Optional[_Mapping[str, float]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class EmbedRequest(_message.Message):
-    __slots__ = ("model_name", "version", "data")
+    __slots__ = ("model_name", "version", "data", "alias")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     version: int
     data: _table_pb2.TableData
-    def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ..., data: _Optional[_Union[_table_pb2.TableData, _Mapping]] = ...) -> None: ...
+    alias: str
+    def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ..., data: _Optional[_Union[_table_pb2.TableData, _Mapping]] = ..., alias: _Optional[str] = ...) -> None: ...
 
 class EmbedResponse(_message.Message):
     __slots__ = ("dim", "values")
@@ -307,3 +317,45 @@ class GetServerStatsResponse(_message.Message):
     cache_budget_bytes: int
     cached: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, cache_hits: _Optional[int] = ..., cache_misses: _Optional[int] = ..., cache_evictions: _Optional[int] = ..., cache_bytes: _Optional[int] = ..., cache_budget_bytes: _Optional[int] = ..., cached: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteVersionRequest(_message.Message):
+    __slots__ = ("model_name", "version")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    version: int
+    def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class DeleteVersionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SetAliasRequest(_message.Message):
+    __slots__ = ("model_name", "alias", "version")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    alias: str
+    version: int
+    def __init__(self, model_name: _Optional[str] = ..., alias: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class SetAliasResponse(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: _model_pb2.Model
+    def __init__(self, model: _Optional[_Union[_model_pb2.Model, _Mapping]] = ...) -> None: ...
+
+class DeleteAliasRequest(_message.Message):
+    __slots__ = ("model_name", "alias")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    alias: str
+    def __init__(self, model_name: _Optional[str] = ..., alias: _Optional[str] = ...) -> None: ...
+
+class DeleteAliasResponse(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: _model_pb2.Model
+    def __init__(self, model: _Optional[_Union[_model_pb2.Model, _Mapping]] = ...) -> None: ...

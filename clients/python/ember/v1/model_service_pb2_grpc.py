@@ -97,6 +97,21 @@ class ModelServiceStub:
                 request_serializer=ember_dot_v1_dot_model__service__pb2.GetServerStatsRequest.SerializeToString,
                 response_deserializer=ember_dot_v1_dot_model__service__pb2.GetServerStatsResponse.FromString,
                 _registered_method=True)
+        self.DeleteVersion = channel.unary_unary(
+                '/ember.v1.ModelService/DeleteVersion',
+                request_serializer=ember_dot_v1_dot_model__service__pb2.DeleteVersionRequest.SerializeToString,
+                response_deserializer=ember_dot_v1_dot_model__service__pb2.DeleteVersionResponse.FromString,
+                _registered_method=True)
+        self.SetAlias = channel.unary_unary(
+                '/ember.v1.ModelService/SetAlias',
+                request_serializer=ember_dot_v1_dot_model__service__pb2.SetAliasRequest.SerializeToString,
+                response_deserializer=ember_dot_v1_dot_model__service__pb2.SetAliasResponse.FromString,
+                _registered_method=True)
+        self.DeleteAlias = channel.unary_unary(
+                '/ember.v1.ModelService/DeleteAlias',
+                request_serializer=ember_dot_v1_dot_model__service__pb2.DeleteAliasRequest.SerializeToString,
+                response_deserializer=ember_dot_v1_dot_model__service__pb2.DeleteAliasResponse.FromString,
+                _registered_method=True)
 
 
 class ModelServiceServicer:
@@ -176,7 +191,7 @@ class ModelServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteModel(self, request, context):
-        """Deletes a model and all its versions.
+        """Deletes a model, all its versions and its artifacts (dumps, exports): the records, then the files.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -184,6 +199,28 @@ class ModelServiceServicer:
 
     def GetServerStats(self, request, context):
         """Counts of the warm model cache (hits, misses, evictions, bytes).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteVersion(self, request, context):
+        """Deletes one version (record, then files). FAILED_PRECONDITION for the version an alias
+        (or "latest": the current version) names, and while the model trains.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAlias(self, request, context):
+        """Points an alias ("production", "staging", ...) at a version; moving it back is a rollback.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAlias(self, request, context):
+        """Removes an alias (the version stays).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -251,6 +288,21 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     servicer.GetServerStats,
                     request_deserializer=ember_dot_v1_dot_model__service__pb2.GetServerStatsRequest.FromString,
                     response_serializer=ember_dot_v1_dot_model__service__pb2.GetServerStatsResponse.SerializeToString,
+            ),
+            'DeleteVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteVersion,
+                    request_deserializer=ember_dot_v1_dot_model__service__pb2.DeleteVersionRequest.FromString,
+                    response_serializer=ember_dot_v1_dot_model__service__pb2.DeleteVersionResponse.SerializeToString,
+            ),
+            'SetAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAlias,
+                    request_deserializer=ember_dot_v1_dot_model__service__pb2.SetAliasRequest.FromString,
+                    response_serializer=ember_dot_v1_dot_model__service__pb2.SetAliasResponse.SerializeToString,
+            ),
+            'DeleteAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAlias,
+                    request_deserializer=ember_dot_v1_dot_model__service__pb2.DeleteAliasRequest.FromString,
+                    response_serializer=ember_dot_v1_dot_model__service__pb2.DeleteAliasResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -580,6 +632,87 @@ class ModelService:
             '/ember.v1.ModelService/GetServerStats',
             ember_dot_v1_dot_model__service__pb2.GetServerStatsRequest.SerializeToString,
             ember_dot_v1_dot_model__service__pb2.GetServerStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ember.v1.ModelService/DeleteVersion',
+            ember_dot_v1_dot_model__service__pb2.DeleteVersionRequest.SerializeToString,
+            ember_dot_v1_dot_model__service__pb2.DeleteVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ember.v1.ModelService/SetAlias',
+            ember_dot_v1_dot_model__service__pb2.SetAliasRequest.SerializeToString,
+            ember_dot_v1_dot_model__service__pb2.SetAliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ember.v1.ModelService/DeleteAlias',
+            ember_dot_v1_dot_model__service__pb2.DeleteAliasRequest.SerializeToString,
+            ember_dot_v1_dot_model__service__pb2.DeleteAliasResponse.FromString,
             options,
             channel_credentials,
             insecure,

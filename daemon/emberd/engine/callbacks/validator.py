@@ -21,6 +21,7 @@ from typing import Any, Callable
 import lightning as L
 
 from ..distributed import from_rank0
+from ..faults import fault
 from .time_budget import TimeBudget
 
 Evaluate = Callable[[], tuple[float, float]]
@@ -104,6 +105,7 @@ class Validator(L.Callback):
             return
         self.last_ckpt_at = now
         trainer.save_checkpoint(self.checkpoint_path, weights_only=False)
+        fault("checkpoint.written")
         self.emit({"kind": "checkpoint", "step": trainer.global_step, "path": str(self.checkpoint_path)})
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
