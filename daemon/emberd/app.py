@@ -59,7 +59,8 @@ def _names_a_path(key: str, value: str) -> bool:
 def check_name(name: str, what: str = "model name") -> str:
     if not isinstance(name, str) or not NAME.fullmatch(name) or ".." in name:
         raise InvalidArgument(
-            f"{what} {name!r} is not valid: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit, no '..'"
+            f"{what} {name!r} is not valid: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit, no '..'",
+            field=what.replace(" ", "_"),
         )
     return name
 
@@ -254,7 +255,7 @@ class Ember(Lifecycle):
             )
         label = opts.label or (existing["label"] if existing else "")
         if not label:
-            raise InvalidArgument("options.label is required for a new model: name the column to predict")
+            raise InvalidArgument("options.label is required for a new model: name the column to predict", field="options.label")
         plan = plan_fit(
             label=label,
             train_df=train_t.frame,

@@ -28,11 +28,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_daemon(root: Path, port: int) -> subprocess.Popen:
+def _start_daemon(root: Path, port: int, *extra: str) -> subprocess.Popen:
     from ember.client import _healthy
 
     log = open(root.parent / "emberd.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "emberd", "--port", str(port), "--root", str(root)], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "-m", "emberd", "--port", str(port), "--root", str(root), *extra], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 90
     while not _healthy(f"127.0.0.1:{port}"):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -45,11 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default=None, help="where the daemon's root and the client's folders go (default: a temporary folder)")
     ap.add_argument("--time-limit", type=float, default=60.0, help="seconds per fit")
+    ap.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port (default: a free one; -1: off)")
+    ap.add_argument("--http-port", type=int, default=None, help="dashboard port (default: a free one; -1: off)")
     args = ap.parse_args(argv)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="ember-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     root, port = work / "emberd-root", _free_port()
     address = f"127.0.0.1:{port}"
+    metrics_port = _free_port() if args.metrics_port is None else args.metrics_port
+    http_port = _free_port() if args.http_port is None else args.http_port
+    ops = ("--metrics-port", str(metrics_port), "--http-port", str(http_port))  # the same after the restart below
     os.environ["EMBER_ADDRESS"] = address
     from ember import Client, MultiModalPredictor
     from ember.v1 import job_pb2
@@ -67,9 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     train, dev = datasets.sample("sst2_train"), datasets.sample("sst2_dev")
     first, second = train.iloc[:1000], train.iloc[1000:2000]
     model_path = str(work / "sst2")
-    daemon = _start_daemon(root, port)
+    daemon = _start_daemon(root, port, *ops)
     try:
-        print(f"emberd on {address} (root {root})\n")
+        print(f"emberd on {address} (root {root})")
+        if http_port >= 0:
+            print(f"dashboard: http://127.0.0.1:{http_port}/")
+        if metrics_port >= 0:
+            print(f"metrics:   http://127.0.0.1:{metrics_port}/metrics")
+        print()
 
         def fit() -> str:
             p = MultiModalPredictor(label="label", eval_metric="acc", path=model_path)
@@ -95,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             c.close()
             daemon.send_signal(signal.SIGKILL)  # kill -9 the daemon mid-fit (its worker dies with it)
             daemon.wait()
-            daemon = _start_daemon(root, port)
+            daemon = _start_daemon(root, port, *ops)
             state = job_pb2.JobState.Name(Client(address).get_job(job.id).state)
             resumed = MultiModalPredictor.load(str(work / "sst2-crash"), resume=True)
             resumed.fit(train.iloc[2000:2600])

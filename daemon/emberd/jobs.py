@@ -91,6 +91,7 @@ class JobManager:
         self.start_method = start_method
         self._ctx = warm.context(start_method)
         self._running: dict[str, _Running] = {}
+        self.worker_starts = 0  # worker processes started (one per rank): a metric
         self._lock = threading.Lock()
         self._changed = threading.Condition()
         self._stop = threading.Event()
@@ -221,6 +222,7 @@ class JobManager:
             name = f"ember-job-{job.id[:8]}" + (f"-rank{rank}" if len(envs) > 1 else "")
             procs.append(self._ctx.Process(target=run_job, args=({**spec, "dist_env": env}, q), name=name, daemon=True))
             procs[-1].start()
+            self.worker_starts += 1
         self.registry.update_job(job.id, state="RUNNING", worker_pid=procs[0].pid, event={"kind": "state", "state": "RUNNING", "queued_s": round(queued_s, 3)})
         self._wake()
         if len(procs) > 1:

@@ -24,6 +24,10 @@ class Settings:
     token_file: str | None = None  # file holding the bearer token (its first line)
     tls_cert: str | None = None  # PEM certificate chain; with tls_key, serve TLS
     tls_key: str | None = None
+    metrics_port: int = -1  # Prometheus /metrics on this port (host as above); -1 = off, 0 = a free port
+    http_port: int = -1  # the read-only web dashboard (and /metrics) on this port; -1 = off, 0 = a free port
+    log_format: str = "text"  # "text" (readable) or "json" (one JSON object per line)
+    drain_s: float = 10.0  # on SIGTERM: seconds in-flight calls get to finish before the daemon stops
     max_message_bytes: int = 64 * 1024 * 1024  # larger requests get RESOURCE_EXHAUSTED
     cache_budget_bytes: int = 2 * 1024**3  # warm model cache (LRU) memory budget
     max_concurrent_jobs: int = 1  # training workers at once; more jobs queue
@@ -84,6 +88,13 @@ def check_settings(settings: Settings) -> Settings:
         )
     if s.worker_start not in ("forkserver", "spawn"):
         raise SystemExit(f"emberd: worker_start must be 'forkserver' or 'spawn', got {s.worker_start!r}")
+    if s.log_format not in ("text", "json"):
+        raise SystemExit(f"emberd: log_format is 'text' or 'json', got {s.log_format!r}")
+    for name in ("metrics_port", "http_port"):
+        if not -1 <= getattr(s, name) <= 65535:
+            raise SystemExit(f"emberd: {name} must be -1 (off), 0 (any free port) or a port, got {getattr(s, name)}")
+    if not (s.drain_s >= 0):
+        raise SystemExit(f"emberd: drain_s must be >= 0, got {s.drain_s}")
     if not (s.upload_idle_timeout_s > 0):
         raise SystemExit(f"emberd: upload_idle_timeout_s must be > 0, got {s.upload_idle_timeout_s}")
     return s

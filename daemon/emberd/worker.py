@@ -75,7 +75,9 @@ def run_job(spec: dict[str, Any], queue: Any) -> None:
     env["EMBER_WORKER_OF"] = str(spec.get("daemon_pid") or os.getppid())  # a crash point armed here takes the daemon too
     adopt(env)
     rank = int(os.environ.get("RANK", "0"))
-    logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s job {spec['job_id'][:8]} rank {rank} %(name)s: %(message)s")
+    from .logs import configure_worker
+
+    configure_worker(spec["job_id"], rank)  # the daemon's log format, warnings and up, third-party noise out
     from .engine.sources import ReadPolicy, set_read_policy
 
     set_read_policy(ReadPolicy.from_dict(spec.get("read_policy")))  # the daemon's: image paths in the data stay confined

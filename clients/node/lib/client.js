@@ -32,20 +32,116 @@ function statusName(code) {
   return Object.keys(grpc.status).find((name) => grpc.status[name] === code) || `CODE_${code}`;
 }
 
-/** A call the daemon refused or that failed: `code` is the gRPC status, `codeName` its name. */
+// google.rpc.Status and the detail messages Ember sends (AIP-193), decoded with protobufjs
+// (the library @grpc/proto-loader itself uses) from the `grpc-status-details-bin` trailer.
+const protobuf = require(require.resolve('protobufjs', { paths: [require.resolve('@grpc/proto-loader')] }));
+const str = (id) => ({ type: 'string', id });
+const RPC = protobuf.Root.fromJSON({
+  nested: {
+    google: {
+      nested: {
+        protobuf: { nested: { Any: { fields: { type_url: str(1), value: { type: 'bytes', id: 2 } } } } },
+        rpc: {
+          nested: {
+            Status: { fields: { code: { type: 'int32', id: 1 }, message: str(2), details: { rule: 'repeated', type: 'google.protobuf.Any', id: 3 } } },
+            ErrorInfo: { fields: { reason: str(1), domain: str(2), metadata: { keyType: 'string', type: 'string', id: 3 } } },
+            BadRequest: {
+              fields: { field_violations: { rule: 'repeated', type: 'FieldViolation', id: 1 } },
+              nested: { FieldViolation: { fields: { field: str(1), description: str(2) } } },
+            },
+            PreconditionFailure: {
+              fields: { violations: { rule: 'repeated', type: 'Violation', id: 1 } },
+              nested: { Violation: { fields: { type: str(1), subject: str(2), description: str(3) } } },
+            },
+            ResourceInfo: { fields: { resource_type: str(1), resource_name: str(2), owner: str(3), description: str(4) } },
+          },
+        },
+      },
+    },
+  },
+});
+
+/** The google.rpc detail messages in a failed call's trailers, as plain objects with a `type`. */
+function statusDetails(metadata) {
+  const raw = metadata && typeof metadata.get === 'function' ? metadata.get('grpc-status-details-bin') : [];
+  if (!raw || !raw.length) return [];
+  try {
+    const status = RPC.lookupType('google.rpc.Status').decode(raw[0]);
+    return status.details.map((any) => {
+      const type = any.type_url.split('/').pop();
+      let found = null;
+      try { found = RPC.lookupType(type); } catch { return { type }; }
+      return { type, ...found.toObject(found.decode(any.value), { defaults: true }) };
+    });
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * A call the daemon refused or that failed: `code` is the gRPC status, `codeName` its name,
+ * `details` the message. From the daemon's google.rpc details, where it sent them: `reason`
+ * and `domain` (ErrorInfo), `field_violations` ([{field, description}], BadRequest),
+ * `precondition_violations` ([{type, subject, description}]), `resource`
+ * ({resource_type, resource_name}, ResourceInfo), `request_id`; all of them in `statusDetails`.
+ */
 class EmberRpcError extends Error {
-  constructor(code, details) {
+  constructor(code, details, statusDetailList = []) {
     super(`${statusName(code)}: ${details}`);
     this.name = 'EmberRpcError';
     this.code = code;
     this.codeName = statusName(code);
     this.details = details;
+    this.statusDetails = statusDetailList;
+    this.reason = null;
+    this.domain = null;
+    this.request_id = null;
+    this.field_violations = [];
+    this.precondition_violations = [];
+    this.resource = null;
+    for (const d of statusDetailList) {
+      if (d.type === 'google.rpc.ErrorInfo') {
+        this.reason = d.reason;
+        this.domain = d.domain;
+        this.request_id = (d.metadata || {}).request_id || null;
+      } else if (d.type === 'google.rpc.BadRequest') {
+        this.field_violations.push(...d.field_violations.map(({ field, description }) => ({ field, description })));
+      } else if (d.type === 'google.rpc.PreconditionFailure') {
+        this.precondition_violations.push(...d.violations.map(({ type, subject, description }) => ({ type, subject, description })));
+      } else if (d.type === 'google.rpc.ResourceInfo') {
+        this.resource = { resource_type: d.resource_type, resource_name: d.resource_name };
+      }
+    }
   }
 }
 
 function rpcError(err) {
-  return err instanceof EmberRpcError || err.code === undefined ? err : new EmberRpcError(err.code, err.details || err.message);
+  return err instanceof EmberRpcError || err.code === undefined
+    ? err
+    : new EmberRpcError(err.code, err.details || err.message, statusDetails(err.metadata));
 }
+
+// Milliseconds a call may take (DEADLINE_EXCEEDED after); null: none (a stream as long as its
+// job). Overridable per client: new Client(address, {timeouts: {Predict: 5000}}).
+const DEFAULT_TIMEOUT_MS = 60000;
+const DEFAULT_TIMEOUTS_MS = {
+  GetModel: 15000, ListModels: 15000, GetServerStats: 15000, DeleteVersion: 60000, SetAlias: 15000, DeleteAlias: 15000, GetJob: 15000, ListJobs: 15000, GetDataset: 15000, ListDatasets: 15000,
+  WatchJob: null, UploadDataset: 1800000, Fit: 600000, Resume: 600000, Transfer: 600000, Predict: 300000, Evaluate: 600000,
+  Embed: 300000, Dump: 1800000, Export: 3600000, DownloadArtifact: 3600000,
+};
+// Calls safe to repeat: retried by grpc-js on UNAVAILABLE with backoff (the channel's service config).
+const RETRIED = {
+  'ember.v1.ModelService': ['GetModel', 'ListModels', 'GetServerStats', 'Predict', 'Evaluate', 'Embed', 'SetAlias'],
+  'ember.v1.JobService': ['GetJob', 'ListJobs', 'WatchJob', 'CancelJob'],
+  'ember.v1.DatasetService': ['GetDataset', 'ListDatasets'],
+  'ember.v1.ArtifactService': ['DownloadArtifact'],
+};
+const SERVICE_CONFIG = JSON.stringify({
+  methodConfig: [{
+    name: Object.entries(RETRIED).flatMap(([service, methods]) => methods.map((method) => ({ service, method }))),
+    retryPolicy: { maxAttempts: 5, initialBackoff: '0.2s', maxBackoff: '5s', backoffMultiplier: 2.5, retryableStatusCodes: ['UNAVAILABLE'] },
+  }],
+});
 
 /** TableData for rows given as an uploaded dataset's id or an array of {column: value}. */
 function tableData(rows) {
@@ -62,11 +158,22 @@ function sha256(bytes) {
 class Client {
   /**
    * @param {string} address host:port of emberd
-   * @param {{token?: string, protosDir?: string}} options token: sent as `authorization: Bearer <token>`
+   * @param {{token?: string, protosDir?: string, timeouts?: Object<string, number|null>}} options token: sent as
+   *   `authorization: Bearer <token>`; timeouts: milliseconds per method name, over DEFAULT_TIMEOUTS_MS
    */
-  constructor(address, { token = process.env.EMBER_TOKEN, protosDir } = {}) {
+  constructor(address, { token = process.env.EMBER_TOKEN, protosDir, timeouts = {} } = {}) {
     const api = loadApi(protosDir);
-    const options = { 'grpc.max_receive_message_length': 64 << 20, 'grpc.max_send_message_length': 64 << 20 };
+    const options = {
+      'grpc.max_receive_message_length': 64 << 20,
+      'grpc.max_send_message_length': 64 << 20,
+      'grpc.service_config': SERVICE_CONFIG,
+      'grpc.keepalive_time_ms': 30000, // ping, so that a dead daemon is noticed
+      'grpc.keepalive_timeout_ms': 10000,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.initial_reconnect_backoff_ms': 200,
+      'grpc.max_reconnect_backoff_ms': 5000,
+    };
+    this.timeouts = { ...DEFAULT_TIMEOUTS_MS, ...timeouts };
     const credentials = grpc.credentials.createInsecure();
     this.address = address;
     this.token = token;
@@ -88,9 +195,15 @@ class Client {
     return md;
   }
 
+  /** Call options with the method's deadline (none where its timeout is null). */
+  callOptions(method) {
+    const ms = method in this.timeouts ? this.timeouts[method] : DEFAULT_TIMEOUT_MS;
+    return ms === null || ms === undefined ? {} : { deadline: Date.now() + ms };
+  }
+
   unary(stub, method, request) {
     return new Promise((resolve, reject) => {
-      stub[method](request, this.metadata(), (err, response) => (err ? reject(rpcError(err)) : resolve(response)));
+      stub[method](request, this.metadata(), this.callOptions(method), (err, response) => (err ? reject(rpcError(err)) : resolve(response)));
     });
   }
 
@@ -118,7 +231,7 @@ class Client {
     }
     const chunks = Math.ceil(bytes.length / chunkBytes);
     const response = await new Promise((resolve, reject) => {
-      const call = this.datasets.UploadDataset(this.metadata(), (err, res) => (err ? reject(rpcError(err)) : resolve(res)));
+      const call = this.datasets.UploadDataset(this.metadata(), this.callOptions('UploadDataset'), (err, res) => (err ? reject(rpcError(err)) : resolve(res)));
       call.write({ header: { display_name: name, format, sha256: digest, size_bytes: bytes.length } });
       // The bytes are in memory already: grpc-js buffers the writes and sends them in order.
       for (let offset = 0; offset < bytes.length; offset += chunkBytes) {
@@ -206,7 +319,7 @@ class Client {
 
   /** WatchJob's events from after `afterSeq`: an async iterable of {event, job}. */
   async* watch(id, afterSeq = 0) {
-    const call = this.jobs.WatchJob({ id, after_seq: afterSeq }, this.metadata());
+    const call = this.jobs.WatchJob({ id, after_seq: afterSeq }, this.metadata(), this.callOptions('WatchJob'));
     try {
       for await (const response of call) yield response;
     } catch (err) {
@@ -248,7 +361,7 @@ class Client {
     const root = path.resolve(dest);
     const written = [];
     let file = null; // {target, tmp, fd, hash, bytes}
-    const call = this.artifacts.DownloadArtifact({ id: artifactId }, this.metadata());
+    const call = this.artifacts.DownloadArtifact({ id: artifactId }, this.metadata(), this.callOptions('DownloadArtifact'));
     try {
       for await (const chunk of call) {
         if (file === null) {
@@ -291,4 +404,4 @@ class Client {
   }
 }
 
-module.exports = { Client, EmberRpcError, loadApi, sha256, statusName, FINAL_STATES };
+module.exports = { Client, EmberRpcError, loadApi, sha256, statusName, statusDetails, FINAL_STATES, DEFAULT_TIMEOUTS_MS };

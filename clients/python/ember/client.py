@@ -1,6 +1,13 @@
 """``Client``: one connection to an Ember daemon, with the RPCs as methods taking Python
 values. With no address given (nor ``EMBER_ADDRESS``) and no daemon listening on the
-default port, it starts a local ``emberd`` in the background and reuses it afterwards."""
+default port, it starts a local ``emberd`` in the background and reuses it afterwards.
+
+Every call has a deadline (``DEFAULT_TIMEOUTS`` per method, overridable with
+``Client(timeouts=...)``); calls that are safe to repeat are retried with backoff on
+UNAVAILABLE by gRPC itself (the channel's service config, ``RETRIED_METHODS``); the channel
+sends keepalive pings so a dead connection is noticed. A refusal raises ``EmberRpcError``
+with the daemon's ``google.rpc`` details: ``reason``, ``field_violations``,
+``precondition_violations``, ``resource``."""
 
 from __future__ import annotations
 
@@ -36,20 +43,114 @@ CHUNK = 1 << 20
 FINAL = {job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED, job_pb2.JOB_STATE_INTERRUPTED}
 
 
-class EmberRpcError(Exception):
-    """A call the daemon refused or that failed; ``code`` is the gRPC status."""
+# Seconds a call may take before it fails DEADLINE_EXCEEDED; None: no deadline (a stream
+# that lasts as long as its job). Methods not named here get DEFAULT_TIMEOUT.
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_TIMEOUTS: dict[str, float | None] = {
+    "GetModel": 15.0, "ListModels": 15.0, "GetServerStats": 15.0, "DeleteModel": 60.0,
+    "DeleteVersion": 60.0, "SetAlias": 15.0, "DeleteAlias": 15.0,
+    "GetJob": 15.0, "ListJobs": 15.0, "CancelJob": 60.0, "WatchJob": None,
+    "GetDataset": 15.0, "ListDatasets": 15.0, "DeleteDataset": 60.0, "UploadDataset": 1800.0,
+    "Fit": 600.0, "Resume": 600.0, "Transfer": 600.0,  # validation reads the whole table
+    "Predict": 300.0, "Evaluate": 600.0, "Embed": 300.0,
+    "Dump": 1800.0, "Export": 3600.0, "DownloadArtifact": 3600.0,
+}
+# Calls whose repetition changes nothing: gRPC retries them on UNAVAILABLE (the daemon
+# restarting, a dropped connection), with exponential backoff.
+RETRIED_METHODS = {
+    "ember.v1.ModelService": ["GetModel", "ListModels", "GetServerStats", "Predict", "Evaluate", "Embed", "SetAlias"],
+    "ember.v1.JobService": ["GetJob", "ListJobs", "WatchJob", "CancelJob"],
+    "ember.v1.DatasetService": ["GetDataset", "ListDatasets"],
+    "ember.v1.ArtifactService": ["DownloadArtifact"],
+}
+RETRY_POLICY = {"maxAttempts": 5, "initialBackoff": "0.2s", "maxBackoff": "5s", "backoffMultiplier": 2.5, "retryableStatusCodes": ["UNAVAILABLE"]}
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+
+def service_config() -> str:
+    return json.dumps({
+        "methodConfig": [
+            {"name": [{"service": svc, "method": m} for svc, ms in RETRIED_METHODS.items() for m in ms], "retryPolicy": RETRY_POLICY}
+        ]
+    })
+
+
+class EmberRpcError(Exception):
+    """A call the daemon refused or that failed; ``code`` is the gRPC status. From the
+    daemon's ``google.rpc.Status`` details, where it sent them: ``reason`` (a stable
+    UPPER_SNAKE string, ``ErrorInfo``), ``field_violations`` (``[(field, description)]``,
+    ``BadRequest``), ``precondition_violations`` (``[(type, subject, description)]``),
+    ``resource`` (``(resource_type, resource_name)``, ``ResourceInfo``), ``request_id``."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, details: list[Any] | None = None) -> None:
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
+        self.details = list(details or [])  # the unpacked google.rpc messages
+        self.reason: str | None = None
+        self.domain: str | None = None
+        self.metadata: dict[str, str] = {}
+        self.field_violations: list[tuple[str, str]] = []
+        self.precondition_violations: list[tuple[str, str, str]] = []
+        self.resource: tuple[str, str] | None = None
+        for d in self.details:
+            kind = type(d).__name__
+            if kind == "ErrorInfo":
+                self.reason, self.domain, self.metadata = d.reason, d.domain, dict(d.metadata)
+            elif kind == "BadRequest":
+                self.field_violations += [(v.field, v.description) for v in d.field_violations]
+            elif kind == "PreconditionFailure":
+                self.precondition_violations += [(v.type, v.subject, v.description) for v in d.violations]
+            elif kind == "ResourceInfo":
+                self.resource = (d.resource_type, d.resource_name)
+
+    @property
+    def request_id(self) -> str | None:
+        return self.metadata.get("request_id")
+
+    @classmethod
+    def from_grpc(cls, e: grpc.RpcError) -> "EmberRpcError":
+        return cls(e.code(), e.details() or "", _rich_details(e))
+
+
+class DaemonLost(EmberRpcError):
+    """The daemon stopped answering while a job ran (killed, crashed, its host down)."""
+
+    def __init__(self, address: str, job: Any, waited_s: float, cause: str) -> None:
+        super().__init__(
+            grpc.StatusCode.UNAVAILABLE,
+            f"the daemon at {address} stopped answering while job {job.id} ({job.model_name}) ran, and did not come back "
+            f"within {waited_s:.0f} s ({cause}). Restart emberd (its jobs that were running become INTERRUPTED), then "
+            f"continue the fit from its last checkpoint: Client.resume({job.model_name!r}), or "
+            f"MultiModalPredictor.load(path, resume=True).fit(...)",
+        )
+        self.job_id = job.id
+
+
+def _rich_details(e: grpc.RpcError) -> list[Any]:
+    """The google.rpc detail messages in the call's ``grpc-status-details-bin`` trailer."""
+    try:
+        from google.rpc import error_details_pb2
+        from grpc_status import rpc_status
+
+        status = rpc_status.from_call(e)  # type: ignore[arg-type]
+    except (ImportError, ValueError, AttributeError):
+        return []
+    out = []
+    for any_ in status.details if status is not None else []:
+        for kind in (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest, error_details_pb2.PreconditionFailure,
+                     error_details_pb2.ResourceInfo, error_details_pb2.RetryInfo, error_details_pb2.QuotaFailure):
+            if any_.Is(kind.DESCRIPTOR):
+                msg = kind()
+                any_.Unpack(msg)
+                out.append(msg)
+    return out
 
 
 def _call(fn: Any, *args: Any, **kw: Any) -> Any:
     try:
         return fn(*args, **kw)
     except grpc.RpcError as e:
-        raise EmberRpcError(e.code(), e.details() or "") from None
+        raise EmberRpcError.from_grpc(e) from None
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
@@ -124,10 +225,35 @@ def ensure_local_daemon(port: int = DEFAULT_PORT, root: str | None = None, wait_
 
 
 class Client:
-    def __init__(self, address: str | None = None, *, token: str | None = None, root_certificates: bytes | None = None) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        token: str | None = None,
+        root_certificates: bytes | None = None,
+        timeouts: dict[str, float | None] | None = None,
+        reconnect_s: float | None = None,
+    ) -> None:
+        """``timeouts``: seconds per method name (``{"Predict": 5}``), over ``DEFAULT_TIMEOUTS``;
+        ``reconnect_s``: how long ``wait`` waits for a daemon that stopped answering before
+        it gives up (saying to restart the daemon and Resume); default ``EMBER_RECONNECT_S``
+        or 60."""
         address = address or os.environ.get("EMBER_ADDRESS") or ensure_local_daemon()
         token = token or os.environ.get("EMBER_TOKEN")
-        opts = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+        self.timeouts = {**DEFAULT_TIMEOUTS, **(timeouts or {})}
+        self.reconnect_s = float(os.environ.get("EMBER_RECONNECT_S", 60.0)) if reconnect_s is None else reconnect_s
+        opts = [
+            ("grpc.max_receive_message_length", 64 << 20),
+            ("grpc.max_send_message_length", 64 << 20),
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", service_config()),
+            ("grpc.keepalive_time_ms", 30_000),  # ping an idle connection, so a dead daemon is noticed
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.initial_reconnect_backoff_ms", 200),  # a local daemon restarts in seconds
+            ("grpc.max_reconnect_backoff_ms", 5_000),
+        ]
         if root_certificates is not None:
             creds = grpc.ssl_channel_credentials(root_certificates)
             if token:
@@ -152,24 +278,33 @@ class Client:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def timeout(self, method: str) -> float | None:
+        return self.timeouts.get(method, DEFAULT_TIMEOUT)
+
+    def _rpc(self, fn: Any, request: Any) -> Any:
+        """Call one unary method with its deadline and the credentials; EmberRpcError on failure."""
+        method = getattr(fn, "_method", b"")
+        name = (method.decode() if isinstance(method, bytes) else str(method)).rsplit("/", 1)[-1]
+        return _call(fn, request, metadata=self._md, timeout=self.timeout(name))
+
     # ---- datasets -------------------------------------------------------------------------
     def upload(self, df: pd.DataFrame, name: str = "table") -> str:
         """Upload a frame (as Parquet) unless the daemon already holds these bytes; its id."""
         data = table_bytes(inline_local_images(df))
         sha = hashlib.sha256(data).hexdigest()
         try:
-            self.datasets.GetDataset(ds_pb.GetDatasetRequest(id=sha), metadata=self._md)
+            self._rpc(self.datasets.GetDataset, ds_pb.GetDatasetRequest(id=sha))
             return sha
-        except grpc.RpcError as e:
-            if e.code() != grpc.StatusCode.NOT_FOUND:
-                raise EmberRpcError(e.code(), e.details() or "") from None
+        except EmberRpcError as e:
+            if e.code != grpc.StatusCode.NOT_FOUND:
+                raise
 
         def parts() -> Iterator[ds_pb.UploadDatasetRequest]:
             yield ds_pb.UploadDatasetRequest(header=ds_pb.UploadHeader(display_name=name, format="parquet", sha256=sha, size_bytes=len(data)))
             for i in range(0, len(data), CHUNK):
                 yield ds_pb.UploadDatasetRequest(chunk=data[i : i + CHUNK])
 
-        return _call(self.datasets.UploadDataset, parts(), metadata=self._md).dataset.id
+        return self._rpc(self.datasets.UploadDataset, parts()).dataset.id
 
     def table(self, data: pd.DataFrame | str | None, name: str = "table") -> table_pb2.TableData | None:
         if data is None:
@@ -210,41 +345,41 @@ class Client:
         req = model_pb.FitRequest(model_name=model, train_data=self.table(train, "train"), options=self.options(**options))
         if tuning is not None:
             req.tuning_data.CopyFrom(self.table(tuning, "tuning"))
-        return _call(self.models.Fit, req, metadata=self._md).job
+        return self._rpc(self.models.Fit, req).job
 
     def transfer(self, model: str, dump_artifact_id: str, train: pd.DataFrame | str, tuning: pd.DataFrame | str | None = None, **options: Any) -> job_pb2.Job:
         req = model_pb.TransferRequest(model_name=model, train_data=self.table(train, "train"), options=self.options(**options), dump_artifact_id=dump_artifact_id)
         if tuning is not None:
             req.tuning_data.CopyFrom(self.table(tuning, "tuning"))
-        return _call(self.models.Transfer, req, metadata=self._md).job
+        return self._rpc(self.models.Transfer, req).job
 
     def resume(self, model: str, train: pd.DataFrame | str | None = None, *, devices: int = 0, num_nodes: int = 0, strategy: str = "") -> job_pb2.Job:
         """Continue the interrupted fit; ``devices`` etc. change its number of processes (0: as before)."""
         req = model_pb.ResumeRequest(model_name=model, scale=self.scale(devices, num_nodes, strategy))
         if train is not None:
             req.train_data.CopyFrom(self.table(train, "train"))
-        return _call(self.models.Resume, req, metadata=self._md).job
+        return self._rpc(self.models.Resume, req).job
 
     # ``version`` (0: current) or ``alias`` (SetAlias; "latest": current) picks the version.
     def predict(self, model: str, df: pd.DataFrame, *, version: int = 0, alias: str = "", probabilities: bool = False) -> model_pb.PredictResponse:
         data = self.rows(df) if len(df) <= 1000 else self.table(df, "predict")
         req = model_pb.PredictRequest(model_name=model, version=version, alias=alias, data=data, with_probabilities=probabilities)
-        return _call(self.models.Predict, req, metadata=self._md)
+        return self._rpc(self.models.Predict, req)
 
     def evaluate(self, model: str, df: pd.DataFrame, metrics: list[str] | None = None, *, version: int = 0, alias: str = "") -> dict[str, float]:
         data = self.rows(df) if len(df) <= 1000 else self.table(df, "evaluate")
         req = model_pb.EvaluateRequest(model_name=model, version=version, alias=alias, data=data, metrics=metrics or [])
-        return dict(_call(self.models.Evaluate, req, metadata=self._md).scores)
+        return dict(self._rpc(self.models.Evaluate, req).scores)
 
     def embed(self, model: str, df: pd.DataFrame, *, version: int = 0, alias: str = "") -> Any:
         import numpy as np
 
         data = self.rows(df) if len(df) <= 1000 else self.table(df, "embed")
-        r = _call(self.models.Embed, model_pb.EmbedRequest(model_name=model, version=version, alias=alias, data=data), metadata=self._md)
+        r = self._rpc(self.models.Embed, model_pb.EmbedRequest(model_name=model, version=version, alias=alias, data=data))
         return np.asarray(r.values, dtype=np.float32).reshape(-1, r.dim)
 
     def dump(self, model: str, version: int = 0, *, alias: str = "") -> model_pb.Artifact:
-        return _call(self.models.Dump, model_pb.DumpRequest(model_name=model, version=version, alias=alias), metadata=self._md).artifact
+        return self._rpc(self.models.Dump, model_pb.DumpRequest(model_name=model, version=version, alias=alias)).artifact
 
     def export(
         self, model: str, version: int = 0, *, alias: str = "", parity_data: pd.DataFrame | None = None, backbones: bool = False,
@@ -258,48 +393,48 @@ class Client:
         )
         if parity_data is not None:
             req.parity_data.CopyFrom(self.rows(parity_data) if len(parity_data) <= 1000 else self.table(parity_data, "export"))
-        return _call(self.models.Export, req, metadata=self._md).artifact
+        return self._rpc(self.models.Export, req).artifact
 
     def get_model(self, name: str) -> Any:
-        return _call(self.models.GetModel, model_pb.GetModelRequest(name=name), metadata=self._md).model
+        return self._rpc(self.models.GetModel, model_pb.GetModelRequest(name=name)).model
 
     def list_models(self) -> list[Any]:
-        return list(_call(self.models.ListModels, model_pb.ListModelsRequest(), metadata=self._md).models)
+        return list(self._rpc(self.models.ListModels, model_pb.ListModelsRequest()).models)
 
     def delete_model(self, name: str) -> None:
-        _call(self.models.DeleteModel, model_pb.DeleteModelRequest(name=name), metadata=self._md)
+        self._rpc(self.models.DeleteModel, model_pb.DeleteModelRequest(name=name))
 
     def delete_version(self, model: str, version: int) -> None:
         """Refused (FAILED_PRECONDITION) for the current version and for one an alias names."""
-        _call(self.models.DeleteVersion, model_pb.DeleteVersionRequest(model_name=model, version=version), metadata=self._md)
+        self._rpc(self.models.DeleteVersion, model_pb.DeleteVersionRequest(model_name=model, version=version))
 
     def set_alias(self, model: str, alias: str, version: int) -> Any:
         """Point ``alias`` at ``version`` (a rollback is moving it back); returns the model."""
         req = model_pb.SetAliasRequest(model_name=model, alias=alias, version=version)
-        return _call(self.models.SetAlias, req, metadata=self._md).model
+        return self._rpc(self.models.SetAlias, req).model
 
     def delete_alias(self, model: str, alias: str) -> Any:
         req = model_pb.DeleteAliasRequest(model_name=model, alias=alias)
-        return _call(self.models.DeleteAlias, req, metadata=self._md).model
+        return self._rpc(self.models.DeleteAlias, req).model
 
     def stats(self) -> Any:
-        return _call(self.models.GetServerStats, model_pb.GetServerStatsRequest(), metadata=self._md)
+        return self._rpc(self.models.GetServerStats, model_pb.GetServerStatsRequest())
 
     # ---- jobs -------------------------------------------------------------------------------
     def get_job(self, id: str) -> job_pb2.Job:
-        return _call(self.jobs.GetJob, job_pb.GetJobRequest(id=id), metadata=self._md).job
+        return self._rpc(self.jobs.GetJob, job_pb.GetJobRequest(id=id)).job
 
     def list_jobs(self, model: str = "") -> list[job_pb2.Job]:
-        return list(_call(self.jobs.ListJobs, job_pb.ListJobsRequest(model_name=model), metadata=self._md).jobs)
+        return list(self._rpc(self.jobs.ListJobs, job_pb.ListJobsRequest(model_name=model)).jobs)
 
     def cancel(self, id: str) -> job_pb2.Job:
-        return _call(self.jobs.CancelJob, job_pb.CancelJobRequest(id=id), metadata=self._md).job
+        return self._rpc(self.jobs.CancelJob, job_pb.CancelJobRequest(id=id)).job
 
     def watch(self, id: str, after_seq: int = 0) -> Iterator[job_pb.WatchJobResponse]:
         try:
-            yield from self.jobs.WatchJob(job_pb.WatchJobRequest(id=id, after_seq=after_seq), metadata=self._md)
+            yield from self.jobs.WatchJob(job_pb.WatchJobRequest(id=id, after_seq=after_seq), metadata=self._md, timeout=self.timeout("WatchJob"))
         except grpc.RpcError as e:
-            raise EmberRpcError(e.code(), e.details() or "") from None
+            raise EmberRpcError.from_grpc(e) from None
 
     def wait(self, job: job_pb2.Job, *, progress: bool = True, description: str = "fit") -> job_pb2.Job:
         """Follow a job to its end (a progress bar over its time budget), and return it."""
@@ -309,9 +444,11 @@ class Client:
                    bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}{postfix}]")
         last = job
         seq = 0
+        lost_since: float | None = None  # when the daemon stopped answering
         while True:
             try:
                 for r in self.watch(job.id, after_seq=seq):
+                    lost_since = None
                     seq, e, last = r.event.seq, r.event, r.job
                     if e.kind == job_pb2.JOB_EVENT_KIND_PROGRESS:
                         total = e.elapsed_s + max(e.eta_s, 0.0)
@@ -324,7 +461,13 @@ class Client:
                 break
             except EmberRpcError as err:  # a dropped stream: pick it up where it stopped
                 if err.code != grpc.StatusCode.UNAVAILABLE:
+                    bar.close()
                     raise
+                now = time.monotonic()
+                lost_since = lost_since or now
+                if now - lost_since > self.reconnect_s:
+                    bar.close()
+                    raise DaemonLost(self.address, job, now - lost_since, err.message) from None
                 time.sleep(0.5)
         last = self.get_job(job.id)
         if last.state == job_pb2.JOB_STATE_SUCCEEDED:
@@ -339,7 +482,9 @@ class Client:
         dest = Path(dest)
         written, cur, h, tmp = [], None, None, None
         try:
-            for chunk in self.artifacts.DownloadArtifact(art_pb.DownloadArtifactRequest(id=artifact_id), metadata=self._md):
+            for chunk in self.artifacts.DownloadArtifact(
+                art_pb.DownloadArtifactRequest(id=artifact_id), metadata=self._md, timeout=self.timeout("DownloadArtifact")
+            ):
                 if cur is None:
                     target = dest / chunk.path
                     if dest.resolve() not in target.resolve().parents:
@@ -357,5 +502,5 @@ class Client:
                     written.append(cur)
                     cur = tmp = None
         except grpc.RpcError as e:
-            raise EmberRpcError(e.code(), e.details() or "") from None
+            raise EmberRpcError.from_grpc(e) from None
         return written

@@ -117,7 +117,10 @@ class MultiModalPredictor:
         self.last_job = c.wait(job, progress=self.verbosity > 0)
         if self.last_job.state != job_pb2.JOB_STATE_SUCCEEDED:
             state = job_pb2.JobState.Name(self.last_job.state)
-            raise RuntimeError(f"fit of {self._name} ended {state}: {self.last_job.error}")
+            hint = ""
+            if self.last_job.state == job_pb2.JOB_STATE_INTERRUPTED:
+                hint = f"; continue it with MultiModalPredictor.load({str(self.path)!r}, resume=True).fit(...)"
+            raise RuntimeError(f"fit of {self._name} ended {state}: {self.last_job.error}{hint}")
         model = c.get_model(self._name)
         self.problem_type, self.eval_metric = model.problem_type, model.eval_metric
         return self

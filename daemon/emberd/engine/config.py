@@ -239,7 +239,11 @@ class Config:
     def from_overrides(cls, overrides: Mapping[str, Any] | None, base: "Config | None" = None) -> "Config":
         cfg = base or cls()
         for key, value in (overrides or {}).items():
-            cfg = cfg._with(key, value)
+            try:
+                cfg = cfg._with(key, value)
+            except InvalidArgument as e:
+                e.field = e.field or f"options.hyperparameters[{key}]"
+                raise
         return cfg
 
     def _with(self, key: str, value: Any) -> "Config":

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 
 class EmberError(Exception):
-    """Base class of every error Ember raises on purpose."""
+    """Base class of every error Ember raises on purpose.
+
+    ``field``: the request field the error is about (``"options.label"``,
+    ``"options.hyperparameters[optim.lr]"``), where the raiser knows it; the daemon reports
+    it as a ``google.rpc.BadRequest`` field violation. ``reason``: a stable UPPER_SNAKE
+    string more specific than the class's own (``ErrorInfo.reason``)."""
+
+    def __init__(self, *args: object, field: str | None = None, reason: str | None = None) -> None:
+        super().__init__(*args)
+        self.field = field
+        self.reason = reason
 
 
 class InvalidArgument(EmberError, ValueError):
