@@ -181,7 +181,7 @@ BAD_OPTIONS = {
     "time_limit nan": ({"time_limit": math.nan}, "time_limit"),
     "time_limit inf": ({"time_limit": math.inf}, "time_limit"),
     "lr nan": ({"hyperparameters": {"optim.lr": math.nan}}, "optim.lr"),
-    "lr zero": ({"hyperparameters": {"optim.lr": 0}}, "optim.lr"),
+    "lr negative": ({"hyperparameters": {"optim.lr": -1e-3}}, "optim.lr"),
     "batch size zero": ({"hyperparameters": {"env.batch_size": 0}}, "env.batch_size"),
     "batch size negative": ({"hyperparameters": {"env.batch_size": -8}}, "env.batch_size"),
     "batch size fractional": ({"hyperparameters": {"env.batch_size": 2.5}}, "env.batch_size"),

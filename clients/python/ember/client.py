@@ -253,6 +253,9 @@ class Client:
             ("grpc.http2.max_pings_without_data", 0),
             ("grpc.initial_reconnect_backoff_ms", 200),  # a local daemon restarts in seconds
             ("grpc.max_reconnect_backoff_ms", 5_000),
+            # its own connections: a new Client reaches a restarted daemon at once, instead of
+            # sharing another channel's connection that is still backing off from the old one
+            ("grpc.use_local_subchannel_pool", 1),
         ]
         if root_certificates is not None:
             creds = grpc.ssl_channel_credentials(root_certificates)

@@ -128,7 +128,7 @@ class FusionConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    lr: float = _f(1e-4, "peak learning rate of the backbones", Range(0.0, 10.0, low_open=True))
+    lr: float = _f(1e-4, "peak learning rate of the backbones (0: steps change no weight; a new head is still fitted exactly first)", _ge(0.0, 10.0))
     lr_decay: float = _f(0.9, "layer-wise decay: a backbone layer's lr is lr * lr_decay ** (layers above it)", _fraction())
     lr_mult: float = _f(10.0, "the heads' (and fusion MLP's) learning rate is lr * lr_mult", Range(0.0, 1e4, low_open=True))
     weight_decay: float = _f(1e-3, "AdamW weight decay (not on biases and norms)", _ge(0.0, 10.0))
