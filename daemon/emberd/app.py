@@ -422,32 +422,32 @@ class Ember(Lifecycle):
                 f"batches of up to {cap}, or Export the model and score large tables with ember.onnx"
             )
 
-    def predict(self, name: str, version: int, frame: pd.DataFrame, with_proba: bool, alive: Callable[[], bool] = lambda: True) -> dict[str, Any]:
-        """Predictions in slices of the model's eval batch: the model's lock is taken per
-        slice (so other callers of the model interleave with a long call), and a call whose
-        client has gone (cancelled, deadline passed) stops at the next slice."""
-        self._admit_rows(frame, "data")
-        entry, v = self.warm(name, version)
-        p = entry.predictor
-        p._require_model().schema.check_columns(frame, with_label=False)  # whole-request errors name whole-request rows
-        step = max(1, p._require_model().cfg.env.eval_batch_size)
+    def _in_slices(self, entry: Entry, frame: pd.DataFrame, call: str, alive: Callable[[], bool], run: Callable[[pd.DataFrame], Any]) -> list[Any]:
+        """``run`` on slices of the model's eval batch: the model's lock is taken per slice (so
+        other callers of the model interleave with a long call), and a call whose client has
+        gone (cancelled, deadline passed) stops at the next slice."""
+        model = entry.predictor._require_model()
+        model.schema.check_columns(frame, with_label=False)  # whole-request errors name whole-request rows
+        step = max(1, model.cfg.env.eval_batch_size)
         parts: list[Any] = []
         for start in range(0, len(frame), step):
             if not alive():
-                raise Cancelled(f"Predict on {name!r} stopped after {start} of {len(frame)} rows: the caller went away")
-            part = frame.iloc[start : start + step]
+                raise Cancelled(f"{call} stopped after {start} of {len(frame)} rows: the caller went away")
             with entry.lock:
-                if p.problem_type == "regression":
-                    parts.append(p.predict(part, as_pandas=False))
-                elif p.problem_type == "object_detection":
-                    parts.append(p.predict(part, as_pandas=False))
-                else:
-                    parts.append(p.predict_proba(part, as_pandas=False))
-        if p.problem_type == "regression":
-            return {"values": np.concatenate(parts).tolist(), "version": v}
-        if p.problem_type == "object_detection":
+                parts.append(run(frame.iloc[start : start + step]))
+        return parts
+
+    def predict(self, name: str, version: int, frame: pd.DataFrame, with_proba: bool, alive: Callable[[], bool] = lambda: True) -> dict[str, Any]:
+        self._admit_rows(frame, "data")
+        entry, v = self.warm(name, version)
+        p = entry.predictor
+        call = f"Predict on {name!r}"
+        if p.problem_type in ("regression", "object_detection"):
+            parts = self._in_slices(entry, frame, call, alive, lambda part: p.predict(part, as_pandas=False))
+            if p.problem_type == "regression":
+                return {"values": np.concatenate(parts).tolist(), "version": v}
             return {"detections": [d for part in parts for d in part], "version": v}
-        proba = np.concatenate(parts)
+        proba = np.concatenate(self._in_slices(entry, frame, call, alive, lambda part: p.predict_proba(part, as_pandas=False)))
         classes = p.class_labels or []
         labels = [str(classes[i]) for i in np.asarray(proba).argmax(1)]
         return {"labels": labels, "classes": [str(c) for c in classes], "proba": proba if with_proba else None, "version": v}
@@ -463,15 +463,7 @@ class Ember(Lifecycle):
     def embed(self, name: str, version: int, frame: pd.DataFrame, alive: Callable[[], bool] = lambda: True) -> np.ndarray:
         self._admit_rows(frame, "data")
         entry, _ = self.warm(name, version)
-        entry.predictor._require_model().schema.check_columns(frame, with_label=False)
-        step = max(1, entry.predictor._require_model().cfg.env.eval_batch_size)
-        parts = []
-        for start in range(0, len(frame), step):
-            if not alive():
-                raise Cancelled(f"Embed on {name!r} stopped after {start} of {len(frame)} rows: the caller went away")
-            with entry.lock:
-                parts.append(entry.predictor.extract_embedding(frame.iloc[start : start + step]))
-        return np.concatenate(parts)
+        return np.concatenate(self._in_slices(entry, frame, f"Embed on {name!r}", alive, entry.predictor.extract_embedding))
 
     # ---- artifacts ----------------------------------------------------------------------------
     def dump(self, name: str, version: int) -> Any:

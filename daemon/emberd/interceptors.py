@@ -66,7 +66,7 @@ class Gate:
         self.what, self.limit, self.flag = what, limit, flag
         self._free = threading.BoundedSemaphore(limit)
 
-    def enter(self, context: grpc.ServicerContext, rid: str, method: str) -> bool:
+    def enter(self) -> bool:
         """Take a place; False when none is free (then call ``refuse``)."""
         return self._free.acquire(blocking=False)
 
@@ -130,7 +130,7 @@ def _wrap(
         return rid
 
     def enter(context: grpc.ServicerContext, rid: str, t0: float, request: Any) -> None:
-        if gate and not gate.enter(context, rid, method):
+        if gate and not gate.enter():
             record(rid, grpc.StatusCode.RESOURCE_EXHAUSTED, t0, request, message=f"over the limit of {gate.what}")
             gate.refuse(context)
 
@@ -208,18 +208,15 @@ class EmberInterceptor(grpc.ServerInterceptor):
         method = handler_call_details.method
         streaming = handler.request_streaming or handler.response_streaming
         gate = self.streams if streaming else self.heavy if method in HEAVY_METHODS else None
+
+        def wrap(behavior: Callable, streaming_response: bool) -> Callable:
+            return _wrap(behavior, method, streaming_response, self.token, gate, self.policy, self.metrics)
+
+        io = (handler.request_deserializer, handler.response_serializer)
         if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap(handler.unary_unary, method, False, self.token, gate, self.policy, self.metrics), handler.request_deserializer, handler.response_serializer
-            )
+            return grpc.unary_unary_rpc_method_handler(wrap(handler.unary_unary, False), *io)
         if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap(handler.unary_stream, method, True, self.token, gate, self.policy, self.metrics), handler.request_deserializer, handler.response_serializer
-            )
+            return grpc.unary_stream_rpc_method_handler(wrap(handler.unary_stream, True), *io)
         if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                _wrap(handler.stream_unary, method, False, self.token, gate, self.policy, self.metrics), handler.request_deserializer, handler.response_serializer
-            )
-        return grpc.stream_stream_rpc_method_handler(
-            _wrap(handler.stream_stream, method, True, self.token, gate, self.policy, self.metrics), handler.request_deserializer, handler.response_serializer
-        )
+            return grpc.stream_unary_rpc_method_handler(wrap(handler.stream_unary, False), *io)
+        return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream, True), *io)

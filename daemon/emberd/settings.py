@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from .engine.sources import DEFAULT_MAX_IMAGE_PIXELS
+
 DEFAULT_PORT = 50151
 
 
@@ -38,7 +40,7 @@ class Settings:
     max_heavy_calls: int = 8  # Predict/Evaluate/Embed/Dump/Export/Fit/Resume/Transfer at once; more: RESOURCE_EXHAUSTED
     upload_idle_timeout_s: float = 60.0  # an upload stream that sends nothing for this long is cancelled
     max_predict_rows: int = 10_000  # rows per Predict/Evaluate/Embed call
-    max_image_pixels: int = 89_478_485  # pixels per image (Pillow's bomb guard); larger: INVALID_ARGUMENT
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # pixels per image (Pillow's bomb guard); larger: INVALID_ARGUMENT
     max_json_depth: int = 16  # nesting of JSON a caller sends (rows, hyperparameter values)
     keep_versions: int = 0  # retention: versions kept per model after a fit (aliased and current always); 0 = all
     registry_checkpoint_s: int = 60  # seconds between WAL checkpoints of the registry (and at clean shutdown)

@@ -8,13 +8,16 @@ imports, shares nothing with earlier children, and initialises CUDA itself if it
 
 A child takes the daemon's environment as of its start (``environ()`` in its arguments,
 ``adopt``), not the forkserver's as of the daemon's start, and dies with the daemon
-(``worker._die_with_daemon``: the forkserver outlives the daemon while children hold its
-pipe)."""
+(``die_with_daemon``: the forkserver outlives the daemon while children hold its pipe)."""
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
+import select
+import signal
+import threading
 from typing import Any
 
 METHODS = ("forkserver", "spawn")  # spawn: a fresh interpreter per child (the cold start, for comparison)
@@ -52,10 +55,34 @@ def adopt(env: dict[str, str] | None) -> None:
     faults.arm_from_environment()
 
 
-def _run_export(argv: list[str], env: dict[str, str], daemon_pid: int, threads: int) -> None:
-    from .worker import _die_with_daemon
+def die_with_daemon(daemon_pid: int | None) -> None:
+    """SIGKILL this process when its parent dies (``PR_SET_PDEATHSIG``) and, when the parent
+    is not the daemon (a forkserver, which outlives the daemon while its children hold its
+    pipe), when the daemon dies: a thread waits on the daemon's pidfd."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:  # not Linux: the daemon's reconcile still marks the job INTERRUPTED
+        pass
+    if not daemon_pid or daemon_pid == os.getppid() or not hasattr(os, "pidfd_open"):
+        return
+    try:
+        fd = os.pidfd_open(daemon_pid)
+    except ProcessLookupError:  # the daemon is already gone
+        os.kill(os.getpid(), signal.SIGKILL)
+    except OSError:  # no pidfds here (old kernel): PR_SET_PDEATHSIG alone
+        return
 
-    _die_with_daemon(daemon_pid)
+    def wait_for_daemon() -> None:
+        select.select([fd], [], [])  # readable once the daemon has exited
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=wait_for_daemon, name="ember-daemon-watch", daemon=True).start()
+
+
+def _run_export(argv: list[str], env: dict[str, str], daemon_pid: int, threads: int) -> None:
+    die_with_daemon(daemon_pid)
     adopt(env)
     if threads:
         import torch

@@ -2,8 +2,7 @@
 imported torch, Lightning and transformers once and never ran a gRPC thread; see
 ``emberd.warm``), or spawned (``--worker-start spawn``); never forked from the gRPC
 server itself. It runs one engine fit and reports over a queue. It dies with the daemon
-(a thread waiting on the daemon's pidfd, and ``PR_SET_PDEATHSIG`` for its parent), so a
-restarted daemon never races an orphan for a model's folder.
+(``warm.die_with_daemon``), so a restarted daemon never races an orphan for a model's folder.
 
 A distributed job has one worker per rank, each started with torchrun's environment
 variables (``spec["dist_env"]``: MASTER_ADDR/PORT, WORLD_SIZE, RANK, LOCAL_RANK, ...), so
@@ -16,43 +15,13 @@ torchrun or SLURM started (several machines); rank 0 prints events as JSON lines
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-import select
-import signal
 import sys
-import threading
 import traceback
 from typing import Any
 
 KINDS = ("FIT", "RESUME", "TRANSFER")
-
-
-def _die_with_daemon(daemon_pid: int | None) -> None:
-    """SIGKILL this process when its parent dies (``PR_SET_PDEATHSIG``) and, when the parent
-    is not the daemon (a forkserver, which outlives the daemon while its children hold its
-    pipe), when the daemon dies: a thread waits on the daemon's pidfd."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:  # not Linux: the daemon's reconcile still marks the job INTERRUPTED
-        pass
-    if not daemon_pid or daemon_pid == os.getppid() or not hasattr(os, "pidfd_open"):
-        return
-    try:
-        fd = os.pidfd_open(daemon_pid)
-    except ProcessLookupError:  # the daemon is already gone
-        os.kill(os.getpid(), signal.SIGKILL)
-    except OSError:  # no pidfds here (old kernel): PR_SET_PDEATHSIG alone
-        return
-
-    def wait_for_daemon() -> None:
-        select.select([fd], [], [])  # readable once the daemon has exited
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    threading.Thread(target=wait_for_daemon, name="ember-daemon-watch", daemon=True).start()
 
 
 def _json_safe(obj: Any) -> Any:
@@ -67,8 +36,9 @@ def _json_safe(obj: Any) -> Any:
 
 def run_job(spec: dict[str, Any], queue: Any) -> None:
     """Entry point of the worker process (a module-level function, importable by spawn)."""
-    _die_with_daemon(spec.get("daemon_pid"))
-    from .warm import adopt
+    from .warm import adopt, die_with_daemon
+
+    die_with_daemon(spec.get("daemon_pid"))
 
     env = dict(spec.get("environ") or os.environ)  # the daemon's as of the job's start (a fork of the forkserver has its own)
     env.update(spec.get("dist_env") or {})  # before torch reads it: this process's place in the group

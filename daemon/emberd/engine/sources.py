@@ -13,8 +13,6 @@ Torch-free: the daemon's RPC threads use it to admit requests before any work.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import contextvars
 import io
@@ -31,7 +29,6 @@ __all__ = [
     "ReadPolicy",
     "set_read_policy",
     "reading_under",
-    "read_policy",
     "confine",
     "read_regular_file",
     "open_image",
@@ -89,10 +86,6 @@ def reading_under(policy: ReadPolicy) -> Iterator[None]:
         yield
     finally:
         _policy.reset(token)
-
-
-def read_policy() -> ReadPolicy:
-    return _policy.get()
 
 
 def _under(real: Path, roots: Sequence[Path]) -> bool:
@@ -156,31 +149,25 @@ def read_regular_file(path: str | os.PathLike, what: str, *, limit: int = MAX_IM
         return f.read(limit + 1)
 
 
-def is_data_uri(value: str) -> bool:
-    return value.startswith("data:")
-
-
 def is_image_path(value: Any) -> bool:
     """A cell that names a file (not inline bytes, not a data URI, not missing)."""
-    return isinstance(value, str) and not is_data_uri(value)
+    return isinstance(value, str) and not value.startswith("data:")
 
 
 def image_bytes(value: Any, what: str = "image", *, policy: ReadPolicy | None = None) -> bytes:
-    """An image cell's encoded bytes: inline bytes, a base64 data URI (RFC 2397), or a file
-    read under the read policy. Raises ``ValueError`` (InvalidArgument) for a malformed URI."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    if isinstance(value, str):
-        if is_data_uri(value):
-            head, comma, payload = value.partition(",")
-            if not comma or not head.endswith(";base64"):
-                raise InvalidArgument(f"inline image {head[:40]!r}: give a base64 data URI, data:image/png;base64,<bytes>")
-            try:
-                return base64.b64decode(payload, validate=True)
-            except (binascii.Error, ValueError):
-                raise InvalidArgument(f"inline image {head[:40]!r} of {len(value)} chars is not valid base64") from None
+    """An image cell's encoded bytes: a path is read under the read policy; inline bytes and
+    base64 data URIs (RFC 2397) as the ONNX runner reads them (``ember.onnx.image_source``).
+    A malformed URI is INVALID_ARGUMENT."""
+    if is_image_path(value):
         return read_regular_file(value, what, policy=policy)
-    raise InvalidArgument(f"{what}: an image cell holds a path, bytes or a data URI, not {type(value).__name__}")
+    if not isinstance(value, (str, bytes, bytearray)):
+        raise InvalidArgument(f"{what}: an image cell holds a path, bytes or a data URI, not {type(value).__name__}")
+    from ember.onnx import image_source
+
+    try:
+        return image_source(value).getvalue()
+    except ValueError as e:  # a header that is not base64, or bytes that are not (binascii.Error)
+        raise InvalidArgument(f"{what}: {e}") from None
 
 
 def open_image(value: Any, what: str = "image", *, policy: ReadPolicy | None = None) -> Any:
