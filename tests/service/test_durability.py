@@ -24,7 +24,7 @@ from emberd.registry import SCHEMA, SCHEMA_VERSION, Registry, RegistryTooNew
 from emberd.server import create_server
 from emberd.settings import Settings
 
-from .daemon_helpers import free_port, start_daemon_process, tabular
+from ..daemon_helpers import free_port, start_daemon_process, tabular
 
 FAST = {"optim.max_epochs": 3, "optim.lr": 1e-3}
 # a fit that checkpoints within a second or two and then keeps training

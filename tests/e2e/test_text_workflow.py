@@ -14,7 +14,7 @@ import torch
 
 from emberd.engine import Predictor
 
-from .export_helpers import check_bundle
+from ..export_helpers import check_bundle
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import torch
 
 from emberd.engine import InvalidArgument, Predictor
 
-from .export_helpers import check_bundle
+from ..export_helpers import check_bundle
 
 pytestmark = pytest.mark.slow
 

@@ -20,9 +20,9 @@ from ember.v1 import job_pb2
 from emberd.server import create_server
 from emberd.settings import Settings
 
-from .daemon_helpers import tabular
+from ..daemon_helpers import tabular
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = Path(os.environ.get("EMBER_SCREENSHOTS", ROOT / "build" / "screenshots")) / "dashboard.png"
 TOKEN = "dash-test-token"
 FAST = {"optim.max_epochs": 4, "optim.lr": 1e-3}

@@ -9,7 +9,7 @@ import pytest
 from ember import Client
 from ember.v1 import dataset_service_pb2 as ds_pb, job_pb2
 
-from .daemon_helpers import free_port, start_daemon_process, tabular
+from ..daemon_helpers import free_port, start_daemon_process, tabular
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from ember.v1 import dataset_service_pb2 as ds_pb, job_pb2, model_service_pb2 as
 from emberd.server import create_server
 from emberd.settings import Settings
 
-from .daemon_helpers import tabular
+from ..daemon_helpers import tabular
 
 FAST = {"optim.max_epochs": 3, "optim.lr": 1e-3}
 
@@ -182,7 +182,7 @@ def test_generated_stubs_match_the_protos(tmp_path):
 
     from grpc_tools import protoc
 
-    root = pathlib.Path(__file__).resolve().parents[1]
+    root = pathlib.Path(__file__).resolve().parents[2]
     protos = sorted(str(p.relative_to(root / "protos")) for p in (root / "protos" / "ember" / "v1").glob("*.proto"))
     import grpc_tools
 
@@ -217,7 +217,7 @@ def test_client_starts_a_local_daemon_once_and_reuses_it(tmp_path):
 
     from ember.client import ensure_local_daemon
 
-    from .daemon_helpers import free_port
+    from ..daemon_helpers import free_port
 
     port = free_port()
     root = tmp_path / "auto"

@@ -17,7 +17,7 @@ from emberd.engine.config import default_text_checkpoint
 from emberd.engine.features import Collator, Encoded, SpecialTokens, TokenCSR, _collate_text_reference
 from emberd.engine.models.fusion import FusionMLP
 
-from .daemon_helpers import tabular
+from ..daemon_helpers import tabular
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]

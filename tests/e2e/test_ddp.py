@@ -21,8 +21,8 @@ from emberd.jobs import rank_environments
 from emberd.server import create_server
 from emberd.settings import Settings
 
-from .conftest import tree_state
-from .daemon_helpers import tabular
+from ..conftest import tree_state
+from ..daemon_helpers import tabular
 
 
 # ---- fast -------------------------------------------------------------------------------

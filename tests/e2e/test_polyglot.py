@@ -26,18 +26,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from ember import Client
 from ember.v1 import artifact_service_pb2, artifact_service_pb2_grpc, dataset_service_pb2 as ds_pb, job_pb2, job_service_pb2, model_service_pb2
 
-from .daemon_helpers import free_port, start_daemon_process
+from ..daemon_helpers import NODE_CLIENT, free_port, node, start_daemon_process
 
-ROOT = Path(__file__).resolve().parents[1]
-NODE_CLIENT = ROOT / "clients" / "node"
 ROWS = 300
-
-
-def node(*args: str, timeout: float) -> subprocess.CompletedProcess:
-    exe = shutil.which("node")
-    assert exe, "node (>= 18) is not on PATH: install Node.js"
-    assert (ROOT / "node_modules" / "@grpc" / "grpc-js").is_dir(), "the Node client's packages are missing: run `npm ci` in the repository root (make test does)"
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, cwd=NODE_CLIENT)
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +178,7 @@ def test_node_detection_workflow_against_a_daemon(tmp_path, capsys):
     fit, predict, evaluate, a refused new class, continued fit, dump, export, transfer to new
     classes, and a fit interrupted by kill -9 of the daemon that Node resumes."""
     pytest.importorskip("mmdet", reason="the detection extra is not installed: make install-detection")
-    from .shapes import CLASSES, shapes_frame, write_coco
+    from ..shapes import CLASSES, shapes_frame, write_coco
     from .test_detection import untrained_map
     from emberd.engine.detection.data import detection_schema
 

@@ -32,9 +32,9 @@ from emberd.logs import JsonFormatter, NoiseFilter, handler
 from emberd.server import create_server
 from emberd.settings import Settings
 
-from .daemon_helpers import free_port, start_daemon_process, tabular
+from ..daemon_helpers import free_port, start_daemon_process, tabular
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAST = {"optim.max_epochs": 3, "optim.lr": 1e-3}
 
 
@@ -375,7 +375,7 @@ const grab = (name, p) => p.then(() => { out[name] = 'no error'; }, (e) => { out
 
 
 def test_node_client_surfaces_the_error_details(daemon, trained):
-    from .test_polyglot import node
+    from ..daemon_helpers import node
 
     run = node("-e", NODE_ERRORS, f"127.0.0.1:{daemon.port}", timeout=120)
     assert run.returncode == 0, run.stderr

@@ -28,8 +28,8 @@ from emberd.engine.sources import ReadPolicy, read_regular_file, reading_under
 from emberd.server import create_server
 from emberd.settings import Settings, load_settings
 
-from .conftest import tree_state
-from .daemon_helpers import tabular
+from ..conftest import tree_state
+from ..daemon_helpers import tabular
 
 FAST = {"optim.max_epochs": 3, "optim.lr": 1e-3}
 PIXELS = 64 * 64  # this daemon's --max-image-pixels

@@ -6,8 +6,8 @@ import pytest
 
 from emberd.engine import FailedPrecondition, InvalidArgument, NotFound, Predictor
 
-from .conftest import tree_state
-from .daemon_helpers import tabular as _tabular
+from ..conftest import tree_state
+from ..daemon_helpers import tabular as _tabular
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from emberd.engine.detection.evaluation import coco_map
 from emberd.engine.detection.model import DetectionModel
 from emberd.engine.model_store import frame_digest
 
-from .shapes import CLASSES, shapes_frame, write_coco
+from ..shapes import CLASSES, shapes_frame, write_coco
 
 mmdet = pytest.importorskip("mmdet", reason="the detection extra is not installed: make install-detection")
 
@@ -134,7 +134,7 @@ def test_without_the_extra_a_detection_fit_names_the_install_command():
             print("REFUSED:", e)
         """
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=120)
     assert "REFUSED:" in out.stdout and "make install-detection" in out.stdout, out.stderr[-2000:]
 
 
@@ -212,7 +212,7 @@ def test_daemon_detection_workflow(tmp_path, capsys):
     from ember import Client, MultiModalPredictor
     from ember.v1 import job_pb2
 
-    from .daemon_helpers import free_port, start_daemon_process
+    from ..daemon_helpers import free_port, start_daemon_process
 
     root, port = tmp_path / "root", free_port()
     proc = start_daemon_process(root, port)

@@ -14,7 +14,7 @@ from emberd.engine.model_store import ModelStore
 from emberd.server import create_server
 from emberd.settings import Settings
 
-from .daemon_helpers import tabular
+from ..daemon_helpers import tabular
 
 HP = {"optim.max_epochs": 2, "optim.lr": 1e-3}  # no time limit: the same number of steps on both
 

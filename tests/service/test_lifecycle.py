@@ -17,7 +17,7 @@ from emberd.recovery import check
 from emberd.server import create_server
 from emberd.settings import Settings
 
-from .daemon_helpers import tabular
+from ..daemon_helpers import tabular
 
 FAST = {"optim.max_epochs": 3, "optim.lr": 1e-3}
 ROWS = tabular(seed=9)
@@ -142,7 +142,7 @@ def test_retention_keeps_the_newest_the_current_and_the_aliased(tmp_path):
 
 def test_node_client_names_versions_and_deletes_them(client, three, daemon):
     """The Node client's SetAlias / Predict by alias / DeleteVersion / DeleteAlias."""
-    from .test_polyglot import node
+    from ..daemon_helpers import node
 
     script = """
 const { Client } = require('./lib/client');
