@@ -6,7 +6,7 @@ STAMP := $(VENV)/.ember-installed
 
 DETECTION := $(VENV)/.ember-detection
 
-.PHONY: install install-detection demo test bench clean protos lint-protos breaking-protos
+.PHONY: install install-detection demo test test-fast bench clean protos lint-protos breaking-protos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,8 +45,13 @@ BUF_AGAINST ?= HEAD~1
 breaking-protos: node_modules/.ember-installed
 	.ci/buf-breaking.sh $(BUF_AGAINST)
 
+# every tier (tests/unit, tests/service, tests/e2e), slow tests included (about 30 minutes on 2 cores)
 test: $(STAMP) $(DETECTION) node_modules/.ember-installed lint-protos breaking-protos
 	$(PY) -m pytest -ra -v tests
+
+# the edit-run loop: tests/unit alone (no daemon, no training; under a minute on 2 cores)
+test-fast: $(STAMP)
+	$(PY) -m pytest -q tests/unit
 
 bench: $(STAMP)
 	$(PY) bench/train_throughput.py

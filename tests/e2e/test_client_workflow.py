@@ -7,17 +7,13 @@ import pytest
 
 from ember import Client, MultiModalPredictor  # the one changed line: was autogluon.multimodal
 from ember.v1 import job_pb2
-from emberd.server import create_server
-from emberd.settings import Settings
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def address(tmp_path_factory):
-    d = create_server(Settings(port=0, root=str(tmp_path_factory.mktemp("emberd"))))
-    yield f"127.0.0.1:{d.port}"
-    d.stop(1)
+def address(shared_daemon):
+    return f"127.0.0.1:{shared_daemon.port}"
 
 
 def test_tutorial_workflow(address, shared_data, tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
-"""Object detection with mmdet: data forms and checks (fast), the engine's fit, reload,
-dump for plain mmdet and ONNX (slow), and the whole workflow through the daemon (slow):
+"""Object detection with mmdet: the engine's fit, reload, dump for plain mmdet and ONNX
+(slow), and the whole workflow through the daemon (slow):
 fit, predict, evaluate, continued fit, kill -9 and resume, dump, transfer to new classes.
+Data forms and refusals: tests/unit/test_detection_data.py.
 
 The data is the synthetic shapes set of ``tests/shapes.py`` (exact boxes, fixed seeds).
 Training uses one torch thread: on a shared 2-core machine two threads ran 10x slower.
@@ -8,13 +9,9 @@ Training uses one torch thread: on a shared 2-core machine two threads ran 10x s
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -22,17 +19,16 @@ import pandas as pd
 import pytest
 import torch
 
-from emberd.engine import FailedPrecondition, InvalidArgument, Predictor
+from emberd.engine import FailedPrecondition, Predictor
 from emberd.engine.config import Config
-from emberd.engine.data import load_table
-from emberd.engine.detection.data import detection_schema, encode_detection, load_coco
+from emberd.engine.detection.data import detection_schema
 from emberd.engine.detection.evaluation import coco_map
 from emberd.engine.detection.model import DetectionModel
-from emberd.engine.model_store import frame_digest
 
 from ..shapes import CLASSES, shapes_frame, write_coco
 
 mmdet = pytest.importorskip("mmdet", reason="the detection extra is not installed: make install-detection")
+pytestmark = pytest.mark.detection
 
 HP = {"env.batch_size": 8, "env.num_threads": 1}
 
@@ -43,99 +39,6 @@ def untrained_map(schema, test: pd.DataFrame, seed: int = 0, hp: dict | None = N
     model = DetectionModel.create(schema, Config.from_overrides({**HP, **(hp or {})}))
     ds = model.encode(test, with_labels=True, skip_bad_images=False)
     return coco_map(model.detect(ds), model.targets(ds), len(schema.classes))["map"]
-
-
-# ---- fast: data forms and refusals ---------------------------------------------------------
-def test_coco_annotations_read_as_the_frame_form(tmp_path):
-    frame = shapes_frame(6, seed=5)
-    coco = load_coco(write_coco(frame, tmp_path))
-    pd.testing.assert_frame_equal(load_table(tmp_path / "annotations.json"), coco)
-    assert list(coco.columns) == ["image", "boxes", "label"]
-    for (_, a), (_, b) in zip(frame.iterrows(), coco.iterrows()):
-        assert Path(b["image"]).read_bytes() == a["image"]
-        np.testing.assert_allclose(np.asarray(b["boxes"]).reshape(-1, 4), np.asarray(a["boxes"]).reshape(-1, 4))
-        assert list(b["label"]) == list(a["label"])
-    schema = detection_schema(coco, "label", None)
-    assert schema.image == ("image",) and set(schema.classes) <= set(CLASSES)
-
-
-def test_digest_of_list_cells_survives_parquet(tmp_path):
-    frame = shapes_frame(5, seed=6)
-    frame.to_parquet(tmp_path / "f.parquet")
-    back = pd.read_parquet(tmp_path / "f.parquet")
-    assert isinstance(back["boxes"][0], np.ndarray)
-    assert frame_digest(back) == frame_digest(frame)
-    assert frame_digest(shapes_frame(5, seed=7)) != frame_digest(frame)
-
-
-def text_forms(frame: pd.DataFrame, folder: Path) -> dict[str, Path]:
-    """The frame as a client without Parquet writes it: images as base64 data URIs, boxes
-    and labels as JSON (JSON text in TSV)."""
-    uri = [f"data:image/png;base64,{base64.b64encode(b).decode()}" for b in frame["image"]]
-    rows = [{"image": u, "boxes": b, "label": lab} for u, b, lab in zip(uri, frame["boxes"], frame["label"])]
-    (folder / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    pd.DataFrame({"image": uri, "boxes": [json.dumps(r["boxes"]) for r in rows], "label": [json.dumps(r["label"]) for r in rows]}).to_csv(
-        folder / "rows.tsv", sep="\t", index=False
-    )
-    return {"jsonl": folder / "rows.jsonl", "tsv": folder / "rows.tsv"}
-
-
-def test_text_tables_carry_images_as_data_uris_and_boxes_as_json(tmp_path):
-    frame = shapes_frame(6, seed=9)
-    schema = detection_schema(frame, "label", None)
-    want = encode_detection(frame, schema, image_size=96, with_labels=True, skip_bad_images=False)
-    for fmt, path in text_forms(frame, tmp_path).items():
-        table = load_table(path)
-        assert detection_schema(table, "label", None) == schema, fmt
-        got = encode_detection(table, schema, image_size=96, with_labels=True, skip_bad_images=False)
-        assert torch.equal(got.images, want.images) and got.sizes == want.sizes, fmt
-        assert all(torch.equal(a, b) for a, b in zip(got.boxes + got.labels, want.boxes + want.labels)), fmt
-    broken = load_table(tmp_path / "rows.jsonl")
-    broken.at[1, "image"] = "data:image/png;base64,not base64!"
-    broken.at[2, "image"] = "data:image/png,raw"
-    with pytest.raises(InvalidArgument, match=r"cannot read 2 image\(s\).*<data:image/png;base64 of \d+ chars>.*give a base64 data URI"):
-        encode_detection(broken, schema, image_size=96, with_labels=True, skip_bad_images=False)
-    bad_label = load_table(tmp_path / "rows.tsv")
-    bad_label.at[0, "label"] = "circle"
-    with pytest.raises(InvalidArgument, match="as JSON text"):
-        Predictor(label="label", path=tmp_path / "m").fit(bad_label, hyperparameters=HP)
-
-
-def test_bad_detection_input_is_refused_before_any_work(tmp_path):
-    frame = shapes_frame(8, seed=8)
-    bad = frame.copy()
-    bad.at[3, "label"] = list(bad.at[3, "label"]) + ["circle"]
-    p = Predictor(label="label", path=tmp_path / "m")
-    with pytest.raises(InvalidArgument, match="row 3: .* boxes but .* labels"):
-        p.fit(bad, hyperparameters=HP)
-    flipped = frame.copy()
-    flipped.at[2, "boxes"] = [[50.0, 50.0, 10.0, 60.0]]
-    flipped.at[2, "label"] = ["square"]
-    with pytest.raises(InvalidArgument, match="x2 > x1"):
-        p.fit(flipped, hyperparameters=HP)
-    with pytest.raises(InvalidArgument, match="presets"):
-        p.fit(frame, hyperparameters={"model.mmdet_image.checkpoint_name": "no_such_detector"})
-    with pytest.raises(InvalidArgument, match="unknown detection metric"):
-        Predictor(label="label", eval_metric="acc", path=tmp_path / "m").fit(frame)
-    assert not (tmp_path / "m").exists()
-
-
-def test_without_the_extra_a_detection_fit_names_the_install_command():
-    code = textwrap.dedent(
-        """
-        import sys
-        sys.modules["mmdet"] = None  # as if the detection extra were not installed
-        from emberd.engine import FailedPrecondition
-        from emberd.engine.plan import plan_fit
-        from tests.shapes import shapes_frame
-        try:
-            plan_fit(label="label", train_df=shapes_frame(4, 0), tuning_df=None, hyperparameters={})
-        except FailedPrecondition as e:
-            print("REFUSED:", e)
-        """
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=120)
-    assert "REFUSED:" in out.stdout and "make install-detection" in out.stdout, out.stderr[-2000:]
 
 
 # ---- slow: the engine ----------------------------------------------------------------------

@@ -9,35 +9,9 @@ import pytest
 from ember import Client
 from ember.v1 import dataset_service_pb2 as ds_pb, job_pb2
 
-from ..daemon_helpers import free_port, start_daemon_process, tabular
+from ..daemon_helpers import alive, descendants, free_port, start_daemon_process, tabular
 
 pytestmark = pytest.mark.slow
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process under ``pid`` (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                ppid = int(open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie has died: it only waits for its parent to read its status)."""
-    try:
-        return "\tZ" not in next(line for line in open(f"/proc/{pid}/status") if line.startswith("State:"))
-    except (OSError, StopIteration):
-        return False
 
 
 def test_daemon_killed_during_fit_restarts_consistent_and_resumes(tmp_path):

@@ -1,13 +1,12 @@
 """Durability: a kill at each named crash point (``EMBER_FAULT``), then a restart, leaves a
 registry that opens and agrees with the files (slow: a daemon process per kill); and the
-registry's integrity (WAL checkpoint, schema migration, rebuild from disk, refusal to start
-on what cannot be rebuilt). Tabular models: they train in seconds."""
+registry's integrity (rebuild from disk, refusal to start on what cannot be rebuilt; the WAL
+checkpoint and schema migration are in tests/unit/test_registry.py). Tabular models: they train in seconds."""
 
 from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 
@@ -20,7 +19,6 @@ from ember.v1 import dataset_service_pb2 as ds_pb, job_pb2
 from emberd.engine.faults import POINTS
 from emberd.engine.storage import read_json
 from emberd.recovery import Unrecoverable, check
-from emberd.registry import SCHEMA, SCHEMA_VERSION, Registry, RegistryTooNew
 from emberd.server import create_server
 from emberd.settings import Settings
 
@@ -168,29 +166,6 @@ def test_kill_at_every_crash_point_then_restart(tmp_path):
 
 
 # ---- integrity ----------------------------------------------------------------------------
-def test_registry_checkpoints_on_close_and_migrates_old_schemas(tmp_path):
-    path = tmp_path / "registry.sqlite"
-    db = sqlite3.connect(path)  # a registry as the first release wrote it: no user_version
-    db.executescript(SCHEMA)
-    db.execute("INSERT INTO versions (model_name, version, created_at) VALUES ('m', 1, 0)")
-    db.commit()
-    db.close()
-    r = Registry(path)
-    assert r.schema_version == SCHEMA_VERSION
-    assert r.versions("m")[0]["run_id"] is None
-    r.add_dataset("a" * 64, "t", "parquet", 1, 1, ["x"])
-    r.close()
-    wal = tmp_path / "registry.sqlite-wal"
-    assert not wal.exists() or wal.stat().st_size == 0
-    wal.unlink(missing_ok=True)  # losing the WAL after a clean stop loses nothing
-    assert Registry(path).dataset("a" * 64) is not None
-    db = sqlite3.connect(path)
-    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
-    db.close()
-    with pytest.raises(RegistryTooNew, match="newer emberd"):  # refused, never "repaired"
-        Registry(path)
-
-
 def _daemon(root, **kw):
     return create_server(Settings(port=0, root=str(root), **kw))
 

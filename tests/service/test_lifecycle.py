@@ -36,10 +36,8 @@ def _code(fn) -> tuple[grpc.StatusCode, str]:
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    d = create_server(Settings(port=0, root=str(tmp_path_factory.mktemp("life") / "root")))
-    yield d
-    d.stop(1)
+def daemon(shared_daemon):
+    return shared_daemon
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +138,7 @@ def test_retention_keeps_the_newest_the_current_and_the_aliased(tmp_path):
         d.stop(1)
 
 
+@pytest.mark.node
 def test_node_client_names_versions_and_deletes_them(client, three, daemon):
     """The Node client's SetAlias / Predict by alias / DeleteVersion / DeleteAlias."""
     from ..daemon_helpers import node

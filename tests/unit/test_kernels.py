@@ -1,8 +1,8 @@
 """ember_kernels: every op against its pure-torch reference (bit-exact for collation, 1e-5 for
 the fusion head), ``torch.library.opcheck``, the tokenizer's own padding, and the engine
-training the same with the ops as with the references. CUDA cases skip without a GPU."""
+CUDA cases (marked gpu) skip without a GPU; the engine training the same with the ops as
+with the references is in tests/service/test_kernel_training.py."""
 
-import logging
 import random
 
 import pytest
@@ -11,16 +11,12 @@ from torch.library import opcheck
 
 import ember_kernels
 from ember_kernels import ops, reference
-from emberd.engine import InvalidArgument, Predictor
-from emberd.engine import features
+from emberd.engine import InvalidArgument
 from emberd.engine.config import default_text_checkpoint
 from emberd.engine.features import Collator, Encoded, SpecialTokens, TokenCSR, _collate_text_reference
 from emberd.engine.models.fusion import FusionMLP
 
-from ..daemon_helpers import tabular
-
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]  # gpu: skipped without CUDA (tests/conftest.py)
 SPECIAL = dict(cls_id=101, sep_id=102, pad_id=0)
 
 
@@ -312,27 +308,3 @@ def test_extension_is_registered():
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"ember::{name}", "CPU")
         if torch.cuda.is_available():
             assert torch._C._dispatch_has_kernel_for_dispatch_key(f"ember::{name}", "CUDA")
-
-
-# ---- the engine -------------------------------------------------------------------------
-def test_training_with_ops_and_with_references_gives_the_same_loss_curve(tmp_path, caplog, monkeypatch):
-    """A tabular + categorical fusion model (dropout on) trained twice on a fixed seed."""
-    caplog.set_level(logging.INFO, logger="emberd.engine")
-    monkeypatch.setattr(features, "_announced", set())  # forget what earlier tests announced
-    df = tabular(n=400)
-    hist = {}
-    for kernels in ("ops", "reference"):
-        p = Predictor(label="label", path=tmp_path / kernels, verbosity=0)
-        # fit seeds training, but the heads are initialized before that, from the global
-        # generator's state: start both runs from the same one
-        torch.manual_seed(0)
-        p.fit(df, hyperparameters={"env.kernels": kernels, "optim.max_epochs": 2, "optim.lr": 1e-3}, seed=3)
-        assert p._model.net.fusion is not None
-        hist[kernels] = p.fit_summary["history"]
-        assert any(f"fusion head on cpu: {impl}" in r.getMessage() for r in caplog.records
-                   for impl in (["ember_kernels"] if kernels == "ops" else ["eager torch reference"]))
-    assert len(hist["ops"]) == len(hist["reference"]) >= 4
-    for a, b in zip(hist["ops"], hist["reference"]):
-        assert a["step"] == b["step"]
-        assert abs(a["loss"] - b["loss"]) <= 1e-5 * max(1.0, abs(b["loss"]))
-        assert abs(a["score"] - b["score"]) <= 1e-5
