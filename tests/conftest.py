@@ -1,4 +1,4 @@
-"""What every tier shares. The tiers (README, "Tests"): tests/unit (no daemon, no training;
+"""What every tier shares. The tiers (README, "Tests while editing"): tests/unit (no daemon, no training;
 `make test-fast`), tests/service (a real daemon, small tabular jobs), tests/e2e (real models,
 whole workflows, marked slow). Markers: slow, detection (needs mmdet), node (needs the Node
 client's packages), gpu (needs CUDA); detection and gpu tests skip, saying why, without them."""
