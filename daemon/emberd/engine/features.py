@@ -28,7 +28,7 @@ from PIL import UnidentifiedImageError
 
 # One definition of image decoding and pair truncation, shared with the torch-free ONNX
 # runner: a bundle's predictions are made from exactly the inputs training saw.
-from ember.onnx import image_array, truncate_pair
+from ember.preprocess import image_array, truncate_pair
 
 from .data import Schema, numeric_values
 from .errors import FailedPrecondition, InvalidArgument
