@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from emberd import datasets
+from ember_examples import datasets
 
 
 def pytest_configure(config):
