@@ -51,7 +51,7 @@ def _load_kernel_ops() -> Any:
     except ImportError as e:
         raise FailedPrecondition(
             f"env.kernels='ops' needs the compiled ember_kernels extension, which cannot be imported ({e}). "
-            "Build it with `.venv/bin/pip install --no-build-isolation -e .` (make install), "
+            "Build it with `.venv/bin/pip install --no-build-isolation -e ./kernels` (make install), "
             "or set env.kernels='reference' to run the eager torch code instead"
         ) from e
     return ember_kernels.ops
