@@ -16,7 +16,8 @@ PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
   if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 fi
-export PYTHONPATH="$PWD/kernels:$PWD/daemon:$PWD/clients/python${PYTHONPATH:+:$PYTHONPATH}"
+case $PY in /*) ;; */*) PY="$PWD/$PY" ;; esac  # the build runs in kernels/
+export PYTHONPATH="$PWD/kernels:$PWD/daemon:$PWD/clients/python:$PWD/examples${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 export EMBER_KERNELS_CUDA=1  # a missing toolkit is an error here, not a CPU-only build
 export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
@@ -32,7 +33,7 @@ echo "arch $TORCH_CUDA_ARCH_LIST, $MAX_JOBS jobs"
 
 echo "== build"
 start=$(date +%s)
-"$PY" setup.py build_ext --inplace >"$OUTDIR/gpu_build.log" 2>&1 || { tail -n 40 "$OUTDIR/gpu_build.log"; exit 1; }
+(cd kernels && "$PY" setup.py build_ext --inplace) >"$OUTDIR/gpu_build.log" 2>&1 || { tail -n 40 "$OUTDIR/gpu_build.log"; exit 1; }
 echo "built in $(( $(date +%s) - start )) s: $(ls kernels/ember_kernels/_C*.so)"
 
 echo "== tests/unit/test_kernels.py"

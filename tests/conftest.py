@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from emberd import datasets
+from ember_examples import datasets
 
 SLOW_TIMEOUT_S = 1800  # a slow test's limit (pyproject's `timeout` is every other test's)
 

@@ -18,7 +18,7 @@ TIME_LIMIT = 40
 FIT = textwrap.dedent(
     """
     import sys
-    from emberd import datasets
+    from ember_examples import datasets
     from emberd.engine import Predictor
     df = datasets.sst2("train").sample(n=600, random_state=0)
     Predictor(label="label", path=sys.argv[1], verbosity=0).fit(

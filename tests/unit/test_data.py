@@ -42,6 +42,11 @@ def test_bad_tables(tmp_path):
     p = tmp_path / "t.tsv"
     pd.DataFrame({"a": [1], "b": ["x"]}).to_csv(p, sep="\t", index=False)
     assert list(load_table(str(p)).columns) == ["a", "b"]
+    odd = tmp_path / "t.xlsx"
+    odd.write_bytes(b"PK")
+    # the refusal names every registered reader, detection's COCO reader among them
+    with pytest.raises(InvalidArgument, match=r"cannot read 't.xlsx'; give a \.parquet, \.csv, \.tsv, \.jsonl, COCO annotations \(\.json\) file"):
+        load_table(odd)
 
 
 def test_images_inline_in_text_tables_as_data_uris(shared_data, tmp_path):

@@ -14,7 +14,8 @@ Outputs: ``logits`` and ``probabilities`` (batch, classes), or ``prediction`` (b
 label units for regression. The fusion head runs its pure-torch reference (the graph needs
 no custom-op library). Every export passes ``onnx.checker`` (full check) and a parity run
 on real rows (the version's held-out validation rows, or the caller's) against the model
-in torch, through the bundle's own runner, before it is published.
+in torch, through the bundle runner's own preprocessing (``ember.preprocess``, torch-free
+and shared with ``ember.onnx``), before it is published.
 
 ``python -m emberd.engine.export`` exports a stored version (the daemon runs it in a child
 process: tracing must not share a process with serving threads) or a dumped backbone.
@@ -36,6 +37,8 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+
+from ember.preprocess import FORMAT, BundleInputs
 
 from .errors import EmberError, FailedPrecondition, InvalidArgument, Unsupported
 from .inference import raw_outputs
@@ -212,7 +215,7 @@ def _versions(opset: int) -> dict[str, str]:
 
     out = {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "torch": torch.__version__, }
     out["opset"] = str(opset)
-    for pkg in ("ember", "transformers", "timm"):
+    for pkg in ("emberd", "transformers", "timm"):
         try:
             out[pkg] = pkg_version(pkg)
         except Exception:
@@ -232,8 +235,6 @@ def export_model(
     """Write the bundle for ``model`` into ``out_dir`` (staged beside it, renamed into place
     only once every check passed). ``parity_rows``: real rows (features; a label column is
     ignored) for the parity run; at least 2. ``opset``: the ONNX opset (default 18)."""
-    from ember.onnx import FORMAT, OnnxPredictor
-
     if isinstance(model, DetectionModel):
         return _export_detector(model, Path(out_dir), parity_rows, opset)
     _check_exportable(model)
@@ -310,7 +311,7 @@ def export_model(
         # parity: raw rows through the bundle's own runner against the model in torch
         enc = model.encode(rows, with_labels=False, skip_bad_images=False)
         torch_raw = raw_outputs(model.net, model.collator(enc, train=False), enc.lengths(model.cfg.text.text_pair_mode), 32)
-        ort_out = OnnxPredictor(staging).run(rows)
+        ort_out = _run_bundle(staging, rows)
         if graph.regression:
             ours = (torch_raw[:, :1].astype(np.float64) * s.label_std + s.label_mean)
             manifest["parity"] = _parity(ours, ort_out["prediction"][:, None], what, labels=False)
@@ -326,6 +327,16 @@ def export_model(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out_dir
+
+
+def _run_bundle(bundle: Path, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Every output of a bundle's graph in onnxruntime for ``rows``, preprocessed as
+    ``ember.onnx.OnnxPredictor`` does (both run ``BundleInputs``)."""
+    import onnxruntime as ort
+
+    inputs = BundleInputs(bundle)
+    session = ort.InferenceSession(str(inputs.graph), providers=["CPUExecutionProvider"])
+    return inputs.run(session, rows)
 
 
 def _export_detector(model: DetectionModel, out_dir: Path, rows: pd.DataFrame, opset: int) -> Path:

