@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(PY) bench/train_throughput.py
 	$(PY) bench/budget_curve.py
 	$(PY) bench/job_start.py
+	$(PY) bench/job_start.py --model minilm
 	$(PY) bench/daemon_latency.py
 	$(PY) bench/ddp_throughput.py
 	$(PY) bench/onnx_latency.py
