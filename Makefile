@@ -70,6 +70,7 @@ bench: $(STAMP)
 	$(EXAMPLES) $(PY) bench/train_throughput.py
 	$(EXAMPLES) $(PY) bench/budget_curve.py
 	$(EXAMPLES) $(PY) bench/job_start.py
+	$(EXAMPLES) $(PY) bench/job_start.py --model minilm
 	$(EXAMPLES) $(PY) bench/daemon_latency.py
 	$(EXAMPLES) $(PY) bench/ddp_throughput.py
 	$(EXAMPLES) $(PY) bench/onnx_latency.py

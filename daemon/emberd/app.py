@@ -493,7 +493,10 @@ class Ember(Lifecycle):
         must not share a process with the threads that serve predictions, and its memory
         goes away with the child."""
         from .engine import errors
+        from .engine.export import check_opset
 
+        if opset:
+            check_opset(opset)
         v = self.require_version(name, version)
         rows = str(self.data.keep(self.data.resolve(**vars(parity), what="parity_data"), "parity_data").path) if parity else None
         art_id = uuid.uuid4().hex

@@ -256,7 +256,17 @@ def test_export_bundle_through_the_daemon_runs_on_onnxruntime(client, trained, t
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "'color'" in msg
     code, _ = _code(lambda: client.export("no-such-model"))
     assert code == grpc.StatusCode.NOT_FOUND
-    # what ONNX cannot express: opset 16 has no LayerNormalization (torch.onnx alone would
-    # silently hand back opset 18)
-    code, msg = _code(lambda: client.export(trained, opset_version=16))
-    assert code == grpc.StatusCode.UNIMPLEMENTED and "opset 16" in msg and "LayerNormalization (from opset 17)" in msg
+    # an older opset: the TorchScript exporter writes LayerNormalization (opset 17) as its
+    # primitives, and the parity run proves that graph
+    art16 = client.export(trained, parity_data=rows, opset_version=16)
+    client.download(art16.id, tmp_path / "bundle16")
+    import onnx
+
+    graph16 = onnx.load(str(tmp_path / "bundle16" / "model.onnx"))
+    assert next(o.version for o in graph16.opset_import if o.domain in ("", "ai.onnx")) == 16
+    assert OnnxPredictor(tmp_path / "bundle16").predict(rows).tolist() == got.tolist()
+    # what ONNX cannot express: opset 8 has no Erf (GELU); an opset no exporter writes
+    code, msg = _code(lambda: client.export(trained, opset_version=8))
+    assert code == grpc.StatusCode.UNIMPLEMENTED and "opset 8" in msg and "Erf (from opset 9)" in msg
+    code, msg = _code(lambda: client.export(trained, opset_version=30))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "7-23" in msg
