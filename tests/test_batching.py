@@ -98,6 +98,17 @@ def test_concurrent_calls_are_coalesced_and_each_gets_its_own_rows(env):
     assert calls == 16 and ran < 16, f"{calls} calls in {ran} batches: nothing was coalesced"
 
 
+def test_concurrent_embeds_are_coalesced_too(env):
+    c, rows = env["client"], env["rows"]
+    alone = [c.embed("tab", rows.iloc[i : i + 2]) for i in range(6)]
+    before = batches(env["daemon"])
+    results, errors = concurrently(env, [lambda cc, i=i: cc.embed("tab", rows.iloc[i : i + 2]) for i in range(6)], queued=6)
+    assert errors == [None] * 6
+    for got, want in zip(results, alone):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    assert batches(env["daemon"])[0] - before[0] < 6
+
+
 def test_a_caller_that_went_away_is_never_computed_and_the_others_are_served(env):
     d, c = env["daemon"], env["client"]
     before = batches(d)

@@ -1,13 +1,18 @@
 """Dynamic batching: concurrent Predict and Embed calls on one warm model version are
 coalesced into one forward pass (Triton's dynamic batcher, run by the RPC threads).
 
-Each call queues its slice and waits. One waiting thread at a time leads: it waits up to
-``max_delay_s`` (counted from the oldest slice's arrival) for the batch to fill, takes the
-model's lock (the lock Dump, Export and Evaluate take too), drops the slices whose callers
-went away (never computed), runs the rest as one frame and hands each caller its own rows
-of the result. A batch that fails is run again slice by slice, so that a bad slice fails
-alone. The leader spends the delay only when the model's last batch held several calls: a
-lone caller never waits."""
+Each call queues its slice and waits. One waiting thread at a time leads: it waits for the
+batch to fill, takes the model's lock (the lock Dump, Export and Evaluate take too), drops
+the slices whose callers went away (never computed), runs the rest as one frame and hands
+each caller its own rows of the result. A batch that fails is run again slice by slice, so
+that a bad slice fails alone.
+
+The wait: up to ``max_delay_s`` from when the leader starts, and only until as many calls
+are queued as the model's last batch held (or ``max_rows`` rows). So a lone caller never
+waits (its last batch was itself), and callers that came together (closed-loop clients, a
+burst) are given a moment to come back together, rather than the first of them running
+alone while the rest queue behind it. Calls that arrive while a batch runs join the next
+one whatever the delay."""
 
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from .engine.errors import Cancelled
 @dataclass(frozen=True)
 class BatchLimits:
     max_rows: int = 64  # rows in one batch (a single slice may be larger: it runs alone)
-    max_delay_s: float = 0.002  # how long a batch waits for more calls; 0 (or max_rows 1): no batching
+    max_delay_s: float = 0.005  # how long a batch waits for more calls; 0 (or max_rows 1): no batching
 
     @property
     def coalescing(self) -> bool:
@@ -94,10 +99,15 @@ class Batcher:
 
     def _lead(self, limits: BatchLimits, observe: Callable[[int, int], None]) -> None:
         with self._cv:
-            if self._last_calls > 1 and self._queue:  # callers came together: give the next ones a moment to join
-                deadline = self._queue[0].arrived + limits.max_delay_s
-                while sum(len(s.frame) for s in self._queue) < limits.max_rows and (left := deadline - time.monotonic()) > 0:
-                    self._cv.wait(left)
+            # The last batch's callers are likely to come back (closed-loop clients, a burst):
+            # wait up to the delay for as many calls as it had, or a full batch.
+            deadline = time.monotonic() + limits.max_delay_s
+            while (
+                len(self._queue) < self._last_calls
+                and sum(len(s.frame) for s in self._queue) < limits.max_rows
+                and (left := deadline - time.monotonic()) > 0
+            ):
+                self._cv.wait(left)
         with self.lock:
             with self._cv:
                 batch = self._take(limits.max_rows)

@@ -41,7 +41,7 @@ class Settings:
     upload_idle_timeout_s: float = 60.0  # an upload stream that sends nothing for this long is cancelled
     max_predict_rows: int = 10_000  # rows per Predict/Evaluate/Embed call
     batch_max_rows: int = 64  # dynamic batching: rows of concurrent Predict/Embed calls run as one batch; 1 = off
-    batch_max_delay_ms: float = 2.0  # how long a batch waits for more calls (only after a batch of several); 0 = off
+    batch_max_delay_ms: float = 5.0  # how long a batch waits for more calls (only after a batch of several); 0 = off
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # pixels per image (Pillow's bomb guard); larger: INVALID_ARGUMENT
     max_json_depth: int = 16  # nesting of JSON a caller sends (rows, hyperparameter values)
     keep_versions: int = 0  # retention: versions kept per model after a fit (aliased and current always); 0 = all
