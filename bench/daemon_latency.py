@@ -9,7 +9,7 @@ for each side, alternated on/off for ``--pairs`` pairs; the table gives medians 
 pairs, their spread (min-max) and the ratio on/off. Goal: 16 clients' rows/s >= 4x off's,
 1-client p50 not worse.
 
-    python bench/daemon_latency.py [--batching-only] [--pairs 3] [--seconds 4]
+    python bench/daemon_latency.py [--batching-only] [--pairs 3] [--seconds 4] [--clients 1 4 16]
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ def main() -> None:
     ap.add_argument("--batching-only", action="store_true", help="skip the latency and during-a-fit measurements")
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16], help="concurrent clients of each batching row")
     args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="ember-bench-daemon-")
     d = create_server(Settings(port=0, root=root))
@@ -110,7 +111,7 @@ def main() -> None:
     if args.batching_only:
         c.close()
         d.stop(1)
-        batching(root, dev[["sentence"]], args.pairs, args.seconds)
+        batching(root, dev[["sentence"]], args.pairs, args.seconds, tuple(args.clients))
         return
     row = dev.head(1)[["sentence"]]
     c.predict("sst2", row)  # load into the warm cache
@@ -157,7 +158,7 @@ def main() -> None:
     print(f"\nthe concurrent Fit ended {job_pb2.JobState.Name(done.state)}; cache: {c.stats()}")
     c.close()
     d.stop(1)
-    batching(root, dev[["sentence"]], args.pairs, args.seconds)
+    batching(root, dev[["sentence"]], args.pairs, args.seconds, tuple(args.clients))
 
 
 if __name__ == "__main__":

@@ -114,13 +114,13 @@ class Batcher:
                 if not batch:
                     return
                 self._last_calls = len(batch)
-            observe(len(batch), sum(len(s.frame) for s in batch))
             try:
+                observe(len(batch), sum(len(s.frame) for s in batch))
                 _compute(batch)
             finally:
                 with self._cv:
                     for s in batch:
-                        if not s.done:  # _compute was interrupted: never leave a caller waiting
+                        if not s.done:  # interrupted: never leave a caller waiting
                             s.error, s.done = s.error or RuntimeError("the batch stopped before this slice was computed"), True
 
     def _take(self, max_rows: int) -> list[_Slice]:
