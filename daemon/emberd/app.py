@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from .batching import BatchLimits
 from .cache import Entry, ModelCache
 from .datastore import DataStore
 from .engine import Predictor
@@ -156,6 +157,8 @@ class Ember(Lifecycle):
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="ember-registry-checkpoint", daemon=True)
         self._stopping = threading.Event()
         self._exports = threading.Semaphore(1)  # one export at a time: tracing takes a few GiB
+        self.batch_limits = BatchLimits(settings.batch_max_rows, settings.batch_max_delay_ms / 1000)
+        self.on_batch: Callable[[int, int], None] = lambda calls, rows: None  # told each Predict/Embed batch's size (metrics)
 
     def start(self) -> None:
         self.recovery.log()
@@ -422,19 +425,25 @@ class Ember(Lifecycle):
                 f"batches of up to {cap}, or Export the model and score large tables with ember.onnx"
             )
 
-    def _in_slices(self, entry: Entry, frame: pd.DataFrame, call: str, alive: Callable[[], bool], run: Callable[[pd.DataFrame], Any]) -> list[Any]:
-        """``run`` on slices of the model's eval batch: the model's lock is taken per slice (so
-        other callers of the model interleave with a long call), and a call whose client has
-        gone (cancelled, deadline passed) stops at the next slice."""
+    def _in_slices(self, entry: Entry, frame: pd.DataFrame, call: str, alive: Callable[[], bool], kind: str, run: Callable[[pd.DataFrame], Any]) -> list[Any]:
+        """``run`` on slices of the model's eval batch, each through the model's batcher: it
+        coalesces concurrent callers' slices of the same ``kind`` into one batch computed
+        under the model's lock (so a long call interleaves with others), and a call whose
+        client has gone (cancelled, deadline passed) stops at the next slice, its queued
+        slice dropped uncomputed. The columns are checked first: a bad call never joins a batch."""
         model = entry.predictor._require_model()
         model.schema.check_columns(frame, with_label=False)  # whole-request errors name whole-request rows
+        frame = frame[model.schema.feature_columns]  # the columns the model reads: others never meet another call's
         step = max(1, model.cfg.env.eval_batch_size)
         parts: list[Any] = []
         for start in range(0, len(frame), step):
+            stopped = Cancelled(f"{call} stopped after {start} of {len(frame)} rows: the caller went away")
             if not alive():
-                raise Cancelled(f"{call} stopped after {start} of {len(frame)} rows: the caller went away")
-            with entry.lock:
-                parts.append(run(frame.iloc[start : start + step]))
+                raise stopped
+            try:
+                parts.append(entry.batcher.run(kind, frame.iloc[start : start + step], run, alive, self.batch_limits, self.on_batch))
+            except Cancelled:
+                raise stopped from None
         return parts
 
     def predict(self, name: str, version: int, frame: pd.DataFrame, with_proba: bool, alive: Callable[[], bool] = lambda: True) -> dict[str, Any]:
@@ -443,11 +452,11 @@ class Ember(Lifecycle):
         p = entry.predictor
         call = f"Predict on {name!r}"
         if p.problem_type in ("regression", "object_detection"):
-            parts = self._in_slices(entry, frame, call, alive, lambda part: p.predict(part, as_pandas=False))
+            parts = self._in_slices(entry, frame, call, alive, "predict", lambda part: p.predict(part, as_pandas=False))
             if p.problem_type == "regression":
                 return {"values": np.concatenate(parts).tolist(), "version": v}
             return {"detections": [d for part in parts for d in part], "version": v}
-        proba = np.concatenate(self._in_slices(entry, frame, call, alive, lambda part: p.predict_proba(part, as_pandas=False)))
+        proba = np.concatenate(self._in_slices(entry, frame, call, alive, "proba", lambda part: p.predict_proba(part, as_pandas=False)))
         classes = p.class_labels or []
         labels = [str(classes[i]) for i in np.asarray(proba).argmax(1)]
         return {"labels": labels, "classes": [str(c) for c in classes], "proba": proba if with_proba else None, "version": v}
@@ -463,7 +472,7 @@ class Ember(Lifecycle):
     def embed(self, name: str, version: int, frame: pd.DataFrame, alive: Callable[[], bool] = lambda: True) -> np.ndarray:
         self._admit_rows(frame, "data")
         entry, _ = self.warm(name, version)
-        return np.concatenate(self._in_slices(entry, frame, f"Embed on {name!r}", alive, entry.predictor.extract_embedding))
+        return np.concatenate(self._in_slices(entry, frame, f"Embed on {name!r}", alive, "embed", entry.predictor.extract_embedding))
 
     # ---- artifacts ----------------------------------------------------------------------------
     def dump(self, name: str, version: int) -> Any:
