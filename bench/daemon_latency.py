@@ -70,7 +70,7 @@ def batching(root: str, rows, pairs: int, seconds: float, counts=(1, 4, 16)) -> 
     batch_calls = {}
     for _ in range(pairs):
         for side, extra in sides.items():
-            d = create_server(Settings(port=0, root=root, max_heavy_calls=20, rpc_threads=36, **extra))
+            d = create_server(Settings(port=0, root=root, **extra))
             with Client(f"127.0.0.1:{d.port}") as c:
                 c.predict("sst2", rows.head(1))  # load into the warm cache
             closed_loop(d.port, 4, rows, 1.0)  # warm up

@@ -33,11 +33,11 @@ class Settings:
     max_message_bytes: int = 64 * 1024 * 1024  # larger requests get RESOURCE_EXHAUSTED
     cache_budget_bytes: int = 2 * 1024**3  # warm model cache (LRU) memory budget
     max_concurrent_jobs: int = 1  # training workers at once; more jobs queue
-    rpc_threads: int = 32  # must exceed max_streams + max_heavy_calls: the rest stay free for health and quick calls
+    rpc_threads: int = 48  # must exceed max_streams + max_heavy_calls: the rest stay free for health and quick calls
     torch_threads: int = 0  # intra-op threads for serving; 0 = all cores
     worker_start: str = "forkserver"  # how job workers start: forked from a warm forkserver, or "spawn" (cold, ~10 s of imports each)
     max_streams: int = 12  # long-lived streams at once (WatchJob, UploadDataset, DownloadArtifact, health Watch); more: RESOURCE_EXHAUSTED
-    max_heavy_calls: int = 8  # Predict/Evaluate/Embed/Dump/Export/Fit/Resume/Transfer at once; more: RESOURCE_EXHAUSTED
+    max_heavy_calls: int = 24  # Predict/Evaluate/Embed/Dump/Export/Fit/Resume/Transfer at once; more: RESOURCE_EXHAUSTED
     upload_idle_timeout_s: float = 60.0  # an upload stream that sends nothing for this long is cancelled
     max_predict_rows: int = 10_000  # rows per Predict/Evaluate/Embed call
     batch_max_rows: int = 64  # dynamic batching: rows of concurrent Predict/Embed calls run as one batch; 1 = off

@@ -26,8 +26,7 @@ FAST = {"optim.max_epochs": 3, "optim.lr": 1e-3, "env.eval_batch_size": 8}
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    d = create_server(Settings(port=0, root=str(tmp_path_factory.mktemp("batching")), batch_max_rows=64, batch_max_delay_ms=5,
-                                max_heavy_calls=20, rpc_threads=36))  # 16 Predicts at once
+    d = create_server(Settings(port=0, root=str(tmp_path_factory.mktemp("batching")), batch_max_rows=64, batch_max_delay_ms=5))
     c = Client(f"127.0.0.1:{d.port}")
     job = c.wait(c.fit("tab", tabular(), label="label", time_limit=60, hyperparameters=FAST), progress=False)
     assert job.state == job_pb2.JOB_STATE_SUCCEEDED, job.error
