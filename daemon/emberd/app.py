@@ -421,8 +421,9 @@ class Ember(Lifecycle):
             raise InvalidArgument(f"{what} is empty: give at least one row")
         if len(frame) > cap:
             raise InvalidArgument(
-                f"{what} has {len(frame)} rows; one call takes at most {cap} (--max-predict-rows). Send the rows in "
-                f"batches of up to {cap}, or Export the model and score large tables with ember.onnx"
+                f"{what} has {len(frame)} rows; one call takes at most {cap} (--max-predict-rows). Predict a "
+                f"table of any size with BatchPredict (a job), send the rows in batches of up to {cap}, or Export the model and "
+                "score large tables with ember.onnx"
             )
 
     def _in_slices(self, entry: Entry, frame: pd.DataFrame, call: str, alive: Callable[[], bool], run: Callable[[pd.DataFrame], Any]) -> list[Any]:
