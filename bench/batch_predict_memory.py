@@ -72,6 +72,7 @@ def main() -> None:
                     out = subprocess.run([sys.executable, __file__, "--one", mode, str(model), str(files[n]), tmp],
                                          capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
                     results.setdefault((mode, n), []).append(json.loads(out))
+                    print(f"  {mode} {n}: {out}", flush=True)
         print(f"{'mode':<8}{'rows':>9}{'peak MiB (median, min-max)':>30}{'rows/s (median, min-max)':>30}")
         for (mode, n), rs in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             mem, speed = [r["peak_mib"] for r in rs], [r["rows_per_s"] for r in rs]
