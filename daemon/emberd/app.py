@@ -33,11 +33,11 @@ from .engine.model_store import ModelStore
 from .engine.plan import check_run_options, plan_fit
 from .engine.sources import ImageTooLarge, ReadPolicy, confine, is_image_path, open_image
 from .engine.storage import fresh_staging_dir, publish_dir, read_json
-from . import warm
+from . import batch, warm
 from .jobs import JobManager
 from .lifecycle import Lifecycle
-from .recovery import add_version_row, recover, write_artifact_marker
-from .registry import JobRow
+from .recovery import ARTIFACT_MARKER, add_version_row, record_artifact, recover, write_artifact_marker
+from .registry import JOB_KINDS, TRAINING_KINDS, JobRow
 from .settings import Settings
 
 log = logging.getLogger("emberd")
@@ -147,7 +147,7 @@ class Ember(Lifecycle):
             self.registry,
             max_concurrent=settings.max_concurrent_jobs,
             on_success=self._record_success,
-            published=self._published_version,
+            published=self._job_published,
             on_end=self._job_ended,
             torch_threads=settings.torch_threads,
             read_policy=self.read_policy,
@@ -222,6 +222,9 @@ class Ember(Lifecycle):
                     self.registry.upsert_model(d.name, meta["label"], meta["problem_type"], meta["eval_metric"])
 
     def _record_success(self, job: JobRow, result: dict[str, Any]) -> None:
+        if job.kind == "BATCH_PREDICT":
+            record_artifact(self.registry, self.artifacts_dir / job.spec["artifact_id"])
+            return
         meta = self._store(job.model_name).meta()
         self.registry.upsert_model(job.model_name, meta["label"], meta["problem_type"], meta["eval_metric"])
         self.sync_versions(job.model_name, job_id=job.id)
@@ -354,7 +357,7 @@ class Ember(Lifecycle):
     def resume(self, name: str, train: TableRef, tuning: TableRef, scale: ScaleOptions = ScaleOptions()) -> JobRow:
         row = self.require_model(name)
         self._refuse_if_busy(name)
-        last = next(iter(self.registry.jobs(name, limit=1)), None)
+        last = next(iter(self.registry.jobs(name, limit=1, kinds=TRAINING_KINDS)), None)
         if last is None or last.state not in ("INTERRUPTED", "CANCELLED"):
             state = last.state if last else "none"
             raise FailedPrecondition(
@@ -421,8 +424,9 @@ class Ember(Lifecycle):
             raise InvalidArgument(f"{what} is empty: give at least one row")
         if len(frame) > cap:
             raise InvalidArgument(
-                f"{what} has {len(frame)} rows; one call takes at most {cap} (--max-predict-rows). Send the rows in "
-                f"batches of up to {cap}, or Export the model and score large tables with ember.onnx"
+                f"{what} has {len(frame)} rows; one call takes at most {cap} (--max-predict-rows). Predict a "
+                f"table of any size with BatchPredict (a job), send the rows in batches of up to {cap}, or Export the model and "
+                "score large tables with ember.onnx"
             )
 
     def _in_slices(self, entry: Entry, frame: pd.DataFrame, call: str, alive: Callable[[], bool], kind: str, run: Callable[[pd.DataFrame], Any]) -> list[Any]:
@@ -518,8 +522,7 @@ class Ember(Lifecycle):
             argv += ["--opset", str(opset)] if opset else []
             code = warm.run_export(argv, threads=self.settings.torch_threads, method=self.settings.worker_start)
             if code != 0:
-                for leftover in self.artifacts_dir.glob(f".{art_id}.*.staging"):  # a killed export's half bundle
-                    shutil.rmtree(leftover, ignore_errors=True)
+                self._drop_staging(art_id)  # a killed export's half bundle
                 if err.exists():
                     e = json.loads(err.read_text())
                     cls = getattr(errors, e["kind"], None)
@@ -532,6 +535,65 @@ class Ember(Lifecycle):
         write_artifact_marker(final, {"id": art_id, "kind": "export", "model_name": name, "version": v, "created_at": time.time()})
         self.registry.add_artifact(art_id, "export", name, v, str(final), files, size)
         return self.registry.artifact(art_id)
+
+    def _drop_staging(self, art_id: str) -> None:
+        """The staging folders of artifact ``art_id`` that a killed process left."""
+        for leftover in self.artifacts_dir.glob(f".{art_id}.*.staging"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+    # ---- batch prediction -----------------------------------------------------------------------
+    def batch_predict(self, name: str, version: int, data: TableRef, with_proba: bool) -> JobRow:
+        """Validate a batch prediction on the calling thread (model, version, table, the
+        columns the model reads, on the table's first rows), then queue its job: a worker
+        (``emberd.batch``) predicts every row and publishes ``artifacts/<id>``. A refusal
+        writes nothing."""
+        v = self.require_version(name, version)
+        path = self._batch_input(data)
+        try:
+            first = next(batch.read_chunks(path, 64, "data"), None)
+        except InvalidArgument:
+            raise
+        except Exception as e:  # noqa: BLE001 - any parse failure is the caller's input
+            raise InvalidArgument(f"data: {path.name!r} is not a readable {batch.table_format(path)} table: {e}", field="data") from None
+        if first is None or first.empty:
+            raise InvalidArgument("data is empty: give at least one row", field="data")
+        schema = Schema.from_json(read_json(self._store(name).version_dir(v) / "schema.json"))
+        schema.check_columns(first, with_label=False)
+        row = self.require_model(name)
+        spec = {
+            "model_dir": str(self.model_dir(name)), "model_name": name, "version": v, "data_path": str(path),
+            "with_proba": with_proba, "artifacts_dir": str(self.artifacts_dir), "artifact_id": uuid.uuid4().hex,
+        }
+        return self._submit(name, "BATCH_PREDICT", spec, row["label"], row["problem_type"], row["eval_metric"])
+
+    def _batch_input(self, data: TableRef) -> Path:
+        """The file a batch prediction streams: an uploaded dataset's, or a path confined to
+        the data roots (inline rows are for Predict)."""
+        if data.dataset_id:
+            row = self.registry.dataset(data.dataset_id)
+            if row is None:
+                raise NotFound(f"data: no dataset {data.dataset_id!r}; upload it first (DatasetService.UploadDataset)")
+            return self.data.file(data.dataset_id, row["format"])
+        if data.path:
+            path = confine(data.path, "data", kind="file", policy=self.read_policy)
+            batch.table_format(path)
+            return path
+        if data:
+            raise InvalidArgument("data: BatchPredict streams an uploaded dataset (dataset_id) or a file under the data roots "
+                                  "(path); send inline rows to Predict", field="data")
+        raise InvalidArgument("data is missing: give a dataset_id or a path", field="data")
+
+    def _job_published(self, job: JobRow) -> int | None:
+        """The version a training job published; for a batch prediction, the version it
+        predicted with once its artifact is in place (indexed here if the worker was killed
+        between publishing and reporting)."""
+        if job.kind in TRAINING_KINDS:
+            return self._published_version(job)
+        art_id = job.spec["artifact_id"]
+        if self.registry.artifact(art_id) is None and (self.artifacts_dir / art_id / ARTIFACT_MARKER).exists():
+            record_artifact(self.registry, self.artifacts_dir / art_id)
+        art = self.registry.artifact(art_id)
+        return art["version"] if art is not None else None
 
     def artifact(self, id: str) -> Any:
         row = self.registry.artifact(id)
@@ -557,6 +619,9 @@ class Ember(Lifecycle):
 
     def _job_ended(self, job: JobRow, state: str) -> None:
         """Just before ``job``'s final ``state`` is recorded."""
+        if job.kind not in TRAINING_KINDS:  # a batch prediction: what a killed worker staged goes
+            self._drop_staging(job.spec["artifact_id"])
+            return
         self._after_job(job, state)
         if state in ("FAILED", "CANCELLED"):
             self._forget_unfinished(job, state)
@@ -583,8 +648,9 @@ class Ember(Lifecycle):
         """The model, its versions and its artifacts: each folder renamed away first (a
         restart sweeps what a kill left), then the records, then the files."""
         self.require_model(name)
-        if self.registry.active_job(name):
-            raise FailedPrecondition(f"model {name!r} is training; CancelJob its job before deleting it")
+        busy = self.registry.active_job(name, kinds=JOB_KINDS)
+        if busy:
+            raise FailedPrecondition(f"model {name!r} has a {busy.kind} job ({busy.id}) queued or running; CancelJob it before deleting the model")
         self.cache.drop(name)
         trash = [self._trash(self.model_dir(name), self.models_dir)]
         trash += [self._trash(Path(a["path"]), self.artifacts_dir) for a in self.registry.artifacts(name)]
