@@ -23,7 +23,7 @@ from .engine.errors import DataLoss, InvalidArgument, NotFound
 from .engine.faults import fault
 from .engine.sources import ReadPolicy, confine
 from .engine.storage import fsync_dir
-from .registry import Registry
+from .registry import DatasetRecord, Registry
 
 FORMATS = ("parquet", "csv", "tsv", "jsonl")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -73,7 +73,7 @@ class DataStore:
         if len(display_name) > 256:
             raise InvalidArgument("upload header: display_name must be at most 256 characters")
         known = self.registry.dataset(sha256)
-        if known is not None and self.file(sha256, known["format"]).exists():
+        if known is not None and self.file(sha256, known.format).exists():
             for _ in chunks:  # drain the stream; nothing is stored twice
                 pass
             return sha256, True
@@ -123,11 +123,20 @@ class DataStore:
         except Exception as e:  # noqa: BLE001 - any parse failure is the caller's input
             raise InvalidArgument(f"the uploaded bytes are not a readable {fmt} table: {e}") from None
 
+    def get(self, id: str) -> DatasetRecord:
+        row = self.registry.dataset(id)
+        if row is None:
+            raise NotFound(f"no dataset {id!r}")
+        return row
+
+    def datasets(self) -> list[DatasetRecord]:
+        return self.registry.datasets()
+
     def delete(self, id: str) -> None:
         row = self.registry.dataset(id)
         if row is None:
             raise NotFound(f"no dataset {id!r}; ListDatasets shows what the daemon holds")
-        f = self.file(id, row["format"])
+        f = self.file(id, row.format)
         trash = f.with_name(f".{f.name}.deleted")
         if f.exists():  # renamed away first: a kill after this never resurrects it on restart
             os.replace(f, trash)
@@ -141,8 +150,8 @@ class DataStore:
             row = self.registry.dataset(dataset_id)
             if row is None:
                 raise NotFound(f"{what}: no dataset {dataset_id!r}; upload it first")
-            f = self.file(dataset_id, row["format"])
-            return Table(f, self._read(f, row["format"]), dataset_id)
+            f = self.file(dataset_id, row.format)
+            return Table(f, self._read(f, row.format), dataset_id)
         if path:
             real = confine(path, what, kind="file", policy=self.policy)
             return Table(real, load_table(real, what=what), None)

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator
 from . import warm
 from .engine.faults import fault
 from .engine.sources import ReadPolicy
-from .registry import FINAL_STATES, TRAINING_KINDS, JobRow, Registry
+from .registry import FINAL_STATES, TRAINING_KINDS, JobRecord, Registry
 from .worker import run_job
 
 log = logging.getLogger("emberd.jobs")
@@ -76,9 +76,9 @@ class JobManager:
         registry: Registry,
         *,
         max_concurrent: int,
-        on_success: Callable[[JobRow, dict[str, Any]], None],
-        published: Callable[[JobRow], int | None] = lambda job: None,
-        on_end: Callable[[JobRow, str], None] = lambda job, state: None,
+        on_success: Callable[[JobRecord, dict[str, Any]], None],
+        published: Callable[[JobRecord], int | None] = lambda job: None,
+        on_end: Callable[[JobRecord, str], None] = lambda job, state: None,
         torch_threads: int = 0,
         read_policy: ReadPolicy | None = None,
         start_method: str = "forkserver",
@@ -138,11 +138,11 @@ class JobManager:
     def new_id() -> str:
         return uuid.uuid4().hex
 
-    def submit(self, job: JobRow) -> None:
+    def submit(self, job: JobRecord) -> None:
         self._emit(job.id, {"kind": "state", "state": "QUEUED"})
         self._wake()
 
-    def cancel(self, job_id: str) -> JobRow | None:
+    def cancel(self, job_id: str) -> JobRecord | None:
         job = self.registry.job(job_id)
         if job is None or job.state in FINAL_STATES:
             return job
@@ -166,7 +166,7 @@ class JobManager:
         with self._changed:
             self._changed.notify_all()
 
-    def watch(self, job_id: str, after_seq: int = 0, alive: Callable[[], bool] = lambda: True) -> Iterator[tuple[int, float, dict[str, Any], JobRow]]:
+    def watch(self, job_id: str, after_seq: int = 0, alive: Callable[[], bool] = lambda: True) -> Iterator[tuple[int, float, dict[str, Any], JobRecord]]:
         """The job's events after ``after_seq``, then live ones, until the job has ended and
         its log is drained (or ``alive()`` turns false: the caller went away)."""
         seq = after_seq
@@ -205,7 +205,7 @@ class JobManager:
         for job in self.registry.jobs_in("QUEUED")[:free]:
             self._start(job)
 
-    def _start(self, job: JobRow) -> None:
+    def _start(self, job: JobRecord) -> None:
         q = self._ctx.Queue()
         # The budget runs from now: the RPC accepted the job (created_at), then it queued
         # for a slot; that wait is reported, not charged. The worker inherits the forkserver's
@@ -299,7 +299,7 @@ class JobManager:
             self._lost(job, "the workers ended without a result")
         self._wake()
 
-    def _lost(self, job: JobRow, why: str) -> None:
+    def _lost(self, job: JobRecord, why: str) -> None:
         """A job whose workers ended without a result: a training job is INTERRUPTED (Resume
         continues it); a batch prediction, which has nothing to resume, FAILED."""
         if job.kind in TRAINING_KINDS:
@@ -307,7 +307,7 @@ class JobManager:
         else:
             self._finish(job.id, "FAILED", error=f"{why}; it wrote no predictions: run BatchPredict again")
 
-    def _published_quietly(self, job: JobRow) -> int | None:
+    def _published_quietly(self, job: JobRecord) -> int | None:
         try:
             return self.published(job)
         except Exception:  # noqa: BLE001 - settle as a lost worker; reconcile looks again on restart

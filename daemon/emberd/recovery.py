@@ -21,7 +21,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +135,7 @@ def _dataset_rows(path: Path, fmt: str) -> tuple[int, list[str]]:
 
 def reconcile_datasets(registry: Registry, root: Path, report: Report) -> None:
     folder = root / "datasets"
-    known = {r["id"]: r for r in registry.datasets()}
+    known = {r.id: r for r in registry.datasets()}
     for p in sorted(folder.glob("*")) if folder.is_dir() else []:
         m = SHA256_FILE.match(p.name)
         if not m or m.group(1) in known:
@@ -148,21 +148,21 @@ def reconcile_datasets(registry: Registry, root: Path, report: Report) -> None:
         registry.add_dataset(m.group(1), "", m.group(2), p.stat().st_size, rows, columns, created_at=p.stat().st_mtime)
         report.rebuilt.append(f"dataset {m.group(1)[:12]}")
     for id, row in known.items():
-        if not (folder / f"{id}.{row['format']}").exists():
+        if not (folder / f"{id}.{row.format}").exists():
             registry.delete_dataset(id)
             report.dropped.append(f"dataset {id[:12]} (its file is gone)")
 
 
 def reconcile_artifacts(registry: Registry, root: Path, report: Report) -> None:
     folder = root / "artifacts"
-    known = {r["id"]: r for r in registry.artifacts()}
+    known = {r.id: r for r in registry.artifacts()}
     for p in sorted(folder.glob("*")) if folder.is_dir() else []:
         if p.name.startswith(".") or not p.is_dir():
             continue
         row = known.get(p.name)
         if row is not None:
             if not (p / ARTIFACT_MARKER).exists():  # recorded before markers existed
-                write_artifact_marker(p, row)
+                write_artifact_marker(p, asdict(row))
             continue
         marker = p / ARTIFACT_MARKER
         if not marker.exists():  # published but killed before it was recorded: never handed out
@@ -175,7 +175,7 @@ def reconcile_artifacts(registry: Registry, root: Path, report: Report) -> None:
             continue
         report.rebuilt.append(f"artifact {p.name[:12]} ({m['kind']} of {m['model_name']} v{m['version']})")
     for id, row in known.items():
-        if not Path(row["path"]).is_dir():
+        if not Path(row.path).is_dir():
             registry.delete_artifact(id)
             report.dropped.append(f"artifact {id[:12]} (its folder is gone)")
 
@@ -207,7 +207,7 @@ def reconcile_models(registry: Registry, root: Path, report: Report) -> None:
                 continue
             registry.upsert_model(d.name, meta["label"], meta["problem_type"], meta["eval_metric"])
             report.rebuilt.append(f"model {d.name!r}")
-        known = {r["version"] for r in registry.versions(d.name)}
+        known = {r.version for r in registry.versions(d.name)}
         for v in store.versions():
             if v in known:
                 continue
@@ -247,9 +247,9 @@ def reconcile_models(registry: Registry, root: Path, report: Report) -> None:
     for row in registry.models():
         # no folder and no queued first fit: a DeleteModel killed after its rename, or a model
         # whose first fit never wrote anything
-        if not (folder / row["name"]).exists() and not any(j.model_name == row["name"] for j in registry.jobs_in("QUEUED")):
-            registry.delete_model(row["name"])
-            report.dropped.append(f"model {row['name']!r} (it has no folder)")
+        if not (folder / row.name).exists() and not any(j.model_name == row.name for j in registry.jobs_in("QUEUED")):
+            registry.delete_model(row.name)
+            report.dropped.append(f"model {row.name!r} (it has no folder)")
 
 
 def add_version_row(registry: Registry, name: str, v: int, lineage: dict[str, Any], metrics: dict[str, Any]) -> None:

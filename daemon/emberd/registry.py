@@ -77,7 +77,62 @@ def _marks(values: tuple[str, ...]) -> str:
 
 
 @dataclass(frozen=True)
-class JobRow:
+class ModelRecord:
+    """A model: what it predicts and how it is scored (its versions are ``VersionRecord``)."""
+
+    name: str
+    label: str
+    problem_type: str
+    eval_metric: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One published version of a model, with its lineage and forgetting scores."""
+
+    model_name: str
+    version: int
+    parent_version: int | None
+    val_score: float | None
+    train_digest: str | None
+    train_dataset: str | None
+    job_id: str | None
+    created_at: float
+    forgetting_before: float | None
+    forgetting_after: float | None
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """An uploaded table (content-addressed: ``id`` is its sha256)."""
+
+    id: str
+    display_name: str | None
+    format: str
+    size_bytes: int
+    num_rows: int
+    columns: tuple[str, ...]
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    """A published folder under ``artifacts/`` (a dump, an export, a batch's predictions)."""
+
+    id: str
+    kind: str
+    model_name: str
+    version: int
+    path: str
+    files: tuple[str, ...]
+    size_bytes: int
+    created_at: float
+
+
+@dataclass(frozen=True)
+class JobRecord:
     id: str
     model_name: str
     kind: str
@@ -89,6 +144,24 @@ class JobRow:
     error: str | None
     worker_pid: int | None
     resumes_job_id: str | None
+
+
+
+
+def _model(r: sqlite3.Row | None) -> ModelRecord | None:
+    return None if r is None else ModelRecord(**dict(r))
+
+
+def _version(r: sqlite3.Row) -> VersionRecord:
+    return VersionRecord(**dict(r))
+
+
+def _dataset(r: sqlite3.Row | None) -> DatasetRecord | None:
+    return None if r is None else DatasetRecord(**{**dict(r), "columns": tuple(json.loads(r["columns"]))})
+
+
+def _artifact(r: sqlite3.Row | None) -> ArtifactRecord | None:
+    return None if r is None else ArtifactRecord(**{**dict(r), "files": tuple(json.loads(r["files"]))})
 
 
 class Registry:
@@ -174,11 +247,11 @@ class Registry:
                 (name, label, problem_type, eval_metric, time.time()),
             )
 
-    def model(self, name: str) -> sqlite3.Row | None:
-        return self._one("SELECT * FROM models WHERE name=?", (name,))
+    def model(self, name: str) -> ModelRecord | None:
+        return _model(self._one("SELECT * FROM models WHERE name=?", (name,)))
 
-    def models(self) -> list[sqlite3.Row]:
-        return self._all("SELECT * FROM models ORDER BY name")
+    def models(self) -> list[ModelRecord]:
+        return [_model(r) for r in self._all("SELECT * FROM models ORDER BY name")]  # type: ignore[misc]
 
     def delete_model(self, name: str) -> None:
         with self.tx() as db:
@@ -196,8 +269,8 @@ class Registry:
                 f"INSERT OR REPLACE INTO versions ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})", tuple(vals)
             )
 
-    def versions(self, model_name: str) -> list[sqlite3.Row]:
-        return self._all("SELECT * FROM versions WHERE model_name=? ORDER BY version", (model_name,))
+    def versions(self, model_name: str) -> list[VersionRecord]:
+        return [_version(r) for r in self._all("SELECT * FROM versions WHERE model_name=? ORDER BY version", (model_name,))]
 
     def delete_version(self, model_name: str, version: int) -> None:
         with self.tx() as db:
@@ -230,11 +303,11 @@ class Registry:
                 (id, display_name, fmt, size, rows, json.dumps(columns), created_at or time.time()),
             )
 
-    def dataset(self, id: str) -> sqlite3.Row | None:
-        return self._one("SELECT * FROM datasets WHERE id=?", (id,))
+    def dataset(self, id: str) -> DatasetRecord | None:
+        return _dataset(self._one("SELECT * FROM datasets WHERE id=?", (id,)))
 
-    def datasets(self) -> list[sqlite3.Row]:
-        return self._all("SELECT * FROM datasets ORDER BY created_at DESC")
+    def datasets(self) -> list[DatasetRecord]:
+        return [_dataset(r) for r in self._all("SELECT * FROM datasets ORDER BY created_at DESC")]  # type: ignore[misc]
 
     def delete_dataset(self, id: str) -> None:
         with self.tx() as db:
@@ -242,14 +315,14 @@ class Registry:
 
     # ---- jobs ---------------------------------------------------------------------------
     @staticmethod
-    def _job(row: sqlite3.Row | None) -> JobRow | None:
+    def _job(row: sqlite3.Row | None) -> JobRecord | None:
         if row is None:
             return None
         d = dict(row)
         d["spec"] = json.loads(d["spec"])
-        return JobRow(**d)
+        return JobRecord(**d)
 
-    def create_job(self, id: str, model_name: str, kind: str, spec: dict[str, Any], resumes_job_id: str | None = None) -> JobRow | None:
+    def create_job(self, id: str, model_name: str, kind: str, spec: dict[str, Any], resumes_job_id: str | None = None) -> JobRecord | None:
         """Insert a QUEUED job unless it trains and the model already has an active training
         job (then None); batch predictions run beside anything."""
         now = time.time()
@@ -265,10 +338,10 @@ class Registry:
             )
         return self.job(id)
 
-    def job(self, id: str) -> JobRow | None:
+    def job(self, id: str) -> JobRecord | None:
         return self._job(self._one("SELECT * FROM jobs WHERE id=?", (id,)))
 
-    def jobs(self, model_name: str | None = None, limit: int = 100, kinds: tuple[str, ...] = JOB_KINDS) -> list[JobRow]:
+    def jobs(self, model_name: str | None = None, limit: int = 100, kinds: tuple[str, ...] = JOB_KINDS) -> list[JobRecord]:
         """The newest ``limit`` jobs (of ``model_name``; of ``kinds``), newest first."""
         if model_name:
             rows = self._all(f"SELECT * FROM jobs WHERE model_name=? AND kind IN {_marks(kinds)} ORDER BY created_at DESC LIMIT ?", (model_name, *kinds, limit))
@@ -276,7 +349,7 @@ class Registry:
             rows = self._all(f"SELECT * FROM jobs WHERE kind IN {_marks(kinds)} ORDER BY created_at DESC LIMIT ?", (*kinds, limit))
         return [self._job(r) for r in rows]  # type: ignore[misc]
 
-    def jobs_in(self, *states: str) -> list[JobRow]:
+    def jobs_in(self, *states: str) -> list[JobRecord]:
         q = ",".join("?" * len(states))
         return [self._job(r) for r in self._all(f"SELECT * FROM jobs WHERE state IN ({q}) ORDER BY created_at", states)]  # type: ignore[misc]
 
@@ -297,7 +370,7 @@ class Registry:
         with self.tx() as db:
             db.execute(f"INSERT OR IGNORE INTO jobs ({cols}) VALUES ({','.join('?' * len(row))})", tuple(row.values()))
 
-    def active_job(self, model_name: str, kinds: tuple[str, ...] = TRAINING_KINDS) -> JobRow | None:
+    def active_job(self, model_name: str, kinds: tuple[str, ...] = TRAINING_KINDS) -> JobRecord | None:
         """A queued or running job of ``model_name`` (by default one that trains it)."""
         return self._job(self._one(f"SELECT * FROM jobs WHERE model_name=? AND state IN {ACTIVE_STATES} AND kind IN {_marks(kinds)}", (model_name, *kinds)))
 
@@ -333,10 +406,12 @@ class Registry:
         with self.tx() as db:
             db.execute("DELETE FROM artifacts WHERE id=?", (id,))
 
-    def artifact(self, id: str) -> sqlite3.Row | None:
-        return self._one("SELECT * FROM artifacts WHERE id=?", (id,))
+    def artifact(self, id: str) -> ArtifactRecord | None:
+        return _artifact(self._one("SELECT * FROM artifacts WHERE id=?", (id,)))
 
-    def artifacts(self, model_name: str | None = None) -> list[sqlite3.Row]:
+    def artifacts(self, model_name: str | None = None) -> list[ArtifactRecord]:
         if model_name is None:
-            return self._all("SELECT * FROM artifacts ORDER BY created_at")
-        return self._all("SELECT * FROM artifacts WHERE model_name=? ORDER BY created_at", (model_name,))
+            rows = self._all("SELECT * FROM artifacts ORDER BY created_at")
+        else:
+            rows = self._all("SELECT * FROM artifacts WHERE model_name=? ORDER BY created_at", (model_name,))
+        return [_artifact(r) for r in rows]  # type: ignore[misc]

@@ -1,5 +1,7 @@
-"""The gRPC servicers: convert the request, call ``app.Ember``, convert the result. The
-only module besides ``server`` that imports the generated ``ember.v1`` code."""
+"""The gRPC servicers: convert the request, call one of the daemon's services
+(``emberd.services``, wired by ``app.Ember``), convert the result. They never read the
+registry themselves. The only module besides ``server`` that imports the generated
+``ember.v1`` code."""
 
 from __future__ import annotations
 
@@ -28,10 +30,10 @@ from ember.v1 import (
     model_service_pb2_grpc as model_grpc,
 )
 
-from .app import Ember, FitOptions, ScaleOptions, TableRef
+from .app import Ember
 from .engine.data import JsonTooDeep, parse_json
-from .engine.errors import Cancelled, InvalidArgument, NotFound
-from .registry import JobRow
+from .engine.errors import Cancelled, InvalidArgument
+from .services.domain import ArtifactRecord, DatasetRecord, FitOptions, JobRecord, ScaleOptions, TableRef
 
 CHUNK = 1 << 20
 log = logging.getLogger("emberd")
@@ -142,9 +144,9 @@ class Servicers:
         self.app = app
 
     # ---- conversions -------------------------------------------------------------------------
-    def job(self, j: JobRow | None) -> job_pb2.Job:
+    def job(self, j: JobRecord | None) -> job_pb2.Job:
         assert j is not None
-        ev = self.app.registry.last_event(j.id)
+        ev = self.app.job_views.last_event(j.id)
         last = job_event(j.id, *ev) if ev else None
         return job_pb2.Job(
             id=j.id,
@@ -161,12 +163,12 @@ class Servicers:
         )
 
     def model(self, name: str) -> model_pb2.Model:
-        m = self.app.model_info(name)
+        m = self.app.catalog.model_info(name)
         return model_pb2.Model(
-            name=m["name"],
-            label=m["label"],
-            problem_type=m["problem_type"],
-            eval_metric=m["eval_metric"],
+            name=m["model"].name,
+            label=m["model"].label,
+            problem_type=m["model"].problem_type,
+            eval_metric=m["model"].eval_metric,
             current_version=m["current_version"],
             training=m["training"],
             classes=m["classes"],
@@ -174,37 +176,36 @@ class Servicers:
             aliases=m["aliases"],
             versions=[
                 model_pb2.ModelVersion(
-                    version=v["version"],
-                    parent_version=v["parent_version"] or 0,
-                    val_score=v["val_score"] or 0.0,
-                    train_digest=v["train_digest"] or "",
-                    job_id=v["job_id"] or "",
-                    create_time=_ts(v["created_at"]),
-                    forgetting_before=v["forgetting_before"] or 0.0,
-                    forgetting_after=v["forgetting_after"] or 0.0,
+                    version=v.version,
+                    parent_version=v.parent_version or 0,
+                    val_score=v.val_score or 0.0,
+                    train_digest=v.train_digest or "",
+                    job_id=v.job_id or "",
+                    create_time=_ts(v.created_at),
+                    forgetting_before=v.forgetting_before or 0.0,
+                    forgetting_after=v.forgetting_after or 0.0,
                 )
                 for v in m["versions"]
             ],
         )
 
     @staticmethod
-    def artifact(row: Any) -> model_pb.Artifact:
+    def artifact(a: ArtifactRecord) -> model_pb.Artifact:
         return model_pb.Artifact(
-            id=row["id"], kind=row["kind"], model_name=row["model_name"], version=row["version"],
-            files=json.loads(row["files"]), path=row["path"], size_bytes=row["size_bytes"],
+            id=a.id, kind=a.kind, model_name=a.model_name, version=a.version, files=list(a.files), path=a.path, size_bytes=a.size_bytes,
         )
 
     @staticmethod
-    def dataset(row: Any) -> dataset_pb2.Dataset:
+    def dataset(d: DatasetRecord) -> dataset_pb2.Dataset:
         return dataset_pb2.Dataset(
-            id=row["id"], display_name=row["display_name"] or "", format=row["format"], size_bytes=row["size_bytes"],
-            num_rows=row["num_rows"], columns=json.loads(row["columns"]), create_time=_ts(row["created_at"]),
+            id=d.id, display_name=d.display_name or "", format=d.format, size_bytes=d.size_bytes,
+            num_rows=d.num_rows, columns=list(d.columns), create_time=_ts(d.created_at),
         )
 
     def version(self, request: Any) -> int:
         """The request's version: its ``alias`` resolved when it names one (else ``version``)."""
         if request.alias:
-            return self.app.require_version(request.model_name, request.version, request.alias)
+            return self.app.catalog.require_version(request.model_name, request.version, request.alias)
         return request.version
 
     def frame(self, data: Any, what: str = "data") -> Any:
@@ -216,26 +217,26 @@ class ModelServicer(model_grpc.ModelServiceServicer):
         self.s, self.app = s, s.app
 
     def Fit(self, request, context):  # noqa: N802 - gRPC method names
-        job = self.app.fit(request.model_name, _table(request.train_data), _table(request.tuning_data), _options(request.options, self.app.settings.max_json_depth))
+        job = self.app.training.fit(request.model_name, _table(request.train_data), _table(request.tuning_data), _options(request.options, self.app.settings.max_json_depth))
         return model_pb.FitResponse(job=self.s.job(job))
 
     def Resume(self, request, context):  # noqa: N802
-        job = self.app.resume(request.model_name, _table(request.train_data), _table(request.tuning_data), _scale(request.scale))
+        job = self.app.training.resume(request.model_name, _table(request.train_data), _table(request.tuning_data), _scale(request.scale))
         return model_pb.ResumeResponse(job=self.s.job(job))
 
     def Transfer(self, request, context):  # noqa: N802
-        job = self.app.transfer(request.model_name, _table(request.train_data), _table(request.tuning_data), _options(request.options, self.app.settings.max_json_depth), request.dump_artifact_id)
+        job = self.app.training.transfer(request.model_name, _table(request.train_data), _table(request.tuning_data), _options(request.options, self.app.settings.max_json_depth), request.dump_artifact_id)
         return model_pb.TransferResponse(job=self.s.job(job))
 
     def Dump(self, request, context):  # noqa: N802
-        return model_pb.DumpResponse(artifact=self.s.artifact(self.app.dump(request.model_name, self.s.version(request))))
+        return model_pb.DumpResponse(artifact=self.s.artifact(self.app.artifacts.dump(request.model_name, self.s.version(request))))
 
     def Export(self, request, context):  # noqa: N802
-        art = self.app.export(request.model_name, self.s.version(request), _table(request.parity_data), request.include_backbones, request.opset_version)
+        art = self.app.artifacts.export(request.model_name, self.s.version(request), _table(request.parity_data), request.include_backbones, request.opset_version)
         return model_pb.ExportResponse(artifact=self.s.artifact(art))
 
     def Predict(self, request, context):  # noqa: N802
-        r = self.app.predict(request.model_name, self.s.version(request), self.s.frame(request.data), request.with_probabilities, alive=context.is_active)
+        r = self.app.serving.predict(request.model_name, self.s.version(request), self.s.frame(request.data), request.with_probabilities, alive=context.is_active)
         out = model_pb.PredictResponse(version=r["version"])
         if "detections" in r:
             out.detections.extend(
@@ -253,41 +254,41 @@ class ModelServicer(model_grpc.ModelServiceServicer):
         return out
 
     def BatchPredict(self, request, context):  # noqa: N802
-        job = self.app.batch_predict(request.model_name, self.s.version(request), _table(request.data), request.with_probabilities)
+        job = self.app.batch.batch_predict(request.model_name, self.s.version(request), _table(request.data), request.with_probabilities)
         return model_pb.BatchPredictResponse(job=self.s.job(job))
 
     def Evaluate(self, request, context):  # noqa: N802
-        scores, v = self.app.evaluate(request.model_name, self.s.version(request), self.s.frame(request.data), list(request.metrics), alive=context.is_active)
+        scores, v = self.app.serving.evaluate(request.model_name, self.s.version(request), self.s.frame(request.data), list(request.metrics), alive=context.is_active)
         return model_pb.EvaluateResponse(scores=scores, version=v)
 
     def Embed(self, request, context):  # noqa: N802
-        emb = self.app.embed(request.model_name, self.s.version(request), self.s.frame(request.data), alive=context.is_active)
+        emb = self.app.serving.embed(request.model_name, self.s.version(request), self.s.frame(request.data), alive=context.is_active)
         return model_pb.EmbedResponse(dim=emb.shape[1], values=emb.ravel().tolist())
 
     def GetModel(self, request, context):  # noqa: N802
         return model_pb.GetModelResponse(model=self.s.model(request.name))
 
     def ListModels(self, request, context):  # noqa: N802
-        return model_pb.ListModelsResponse(models=[self.s.model(r["name"]) for r in self.app.registry.models()])
+        return model_pb.ListModelsResponse(models=[self.s.model(m.name) for m in self.app.catalog.models()])
 
     def DeleteModel(self, request, context):  # noqa: N802
-        self.app.delete_model(request.name)
+        self.app.catalog.delete_model(request.name)
         return model_pb.DeleteModelResponse()
 
     def DeleteVersion(self, request, context):  # noqa: N802
-        self.app.delete_version(request.model_name, request.version)
+        self.app.catalog.delete_version(request.model_name, request.version)
         return model_pb.DeleteVersionResponse()
 
     def SetAlias(self, request, context):  # noqa: N802
-        self.app.set_alias(request.model_name, request.alias, request.version)
+        self.app.catalog.set_alias(request.model_name, request.alias, request.version)
         return model_pb.SetAliasResponse(model=self.s.model(request.model_name))
 
     def DeleteAlias(self, request, context):  # noqa: N802
-        self.app.delete_alias(request.model_name, request.alias)
+        self.app.catalog.delete_alias(request.model_name, request.alias)
         return model_pb.DeleteAliasResponse(model=self.s.model(request.model_name))
 
     def GetServerStats(self, request, context):  # noqa: N802
-        st = self.app.cache.stats()
+        st = self.app.serving.stats()
         return model_pb.GetServerStatsResponse(
             cache_hits=st["hits"], cache_misses=st["misses"], cache_evictions=st["evictions"],
             cache_bytes=st["bytes"], cache_budget_bytes=st["budget"], cached=st["cached"],
@@ -298,27 +299,19 @@ class JobServicer(job_grpc.JobServiceServicer):
     def __init__(self, s: Servicers) -> None:
         self.s, self.app = s, s.app
 
-    def _get(self, id: str) -> JobRow:
-        j = self.app.registry.job(id)
-        if j is None:
-            raise NotFound(f"no job {id!r}; ListJobs shows the jobs")
-        return j
-
     def GetJob(self, request, context):  # noqa: N802
-        return job_pb.GetJobResponse(job=self.s.job(self._get(request.id)))
+        return job_pb.GetJobResponse(job=self.s.job(self.app.job_views.get(request.id)))
 
     def ListJobs(self, request, context):  # noqa: N802
-        jobs = self.app.registry.jobs(request.model_name or None, request.page_size or 100)
+        jobs = self.app.job_views.list(request.model_name or None, request.page_size or 100)
         return job_pb.ListJobsResponse(jobs=[self.s.job(j) for j in jobs])
 
     def WatchJob(self, request, context):  # noqa: N802
-        self._get(request.id)
-        for seq, t, e, job in self.app.jobs.watch(request.id, request.after_seq, alive=context.is_active):
+        for seq, t, e, job in self.app.job_views.watch(request.id, request.after_seq, alive=context.is_active):
             yield job_pb.WatchJobResponse(event=job_event(request.id, seq, t, e), job=self.s.job(job))
 
     def CancelJob(self, request, context):  # noqa: N802
-        self._get(request.id)
-        return job_pb.CancelJobResponse(job=self.s.job(self.app.jobs.cancel(request.id)))
+        return job_pb.CancelJobResponse(job=self.s.job(self.app.job_views.cancel(request.id)))
 
 
 class DatasetServicer(ds_grpc.DatasetServiceServicer):
@@ -338,16 +331,13 @@ class DatasetServicer(ds_grpc.DatasetServiceServicer):
             except grpc.RpcError:  # the stream broke off (nothing was stored)
                 why = f"it sent nothing for {timeout:g} s (--upload-idle-timeout-s)" if watchdog.fired else "the client cancelled it"
                 raise Cancelled(f"upload {h.display_name!r} stopped: {why}") from None
-        return ds_pb.UploadDatasetResponse(dataset=self.s.dataset(self.app.registry.dataset(id)), deduplicated=dedup)
+        return ds_pb.UploadDatasetResponse(dataset=self.s.dataset(self.app.data.get(id)), deduplicated=dedup)
 
     def GetDataset(self, request, context):  # noqa: N802
-        row = self.app.registry.dataset(request.id)
-        if row is None:
-            raise NotFound(f"no dataset {request.id!r}")
-        return ds_pb.GetDatasetResponse(dataset=self.s.dataset(row))
+        return ds_pb.GetDatasetResponse(dataset=self.s.dataset(self.app.data.get(request.id)))
 
     def ListDatasets(self, request, context):  # noqa: N802
-        return ds_pb.ListDatasetsResponse(datasets=[self.s.dataset(r) for r in self.app.registry.datasets()])
+        return ds_pb.ListDatasetsResponse(datasets=[self.s.dataset(d) for d in self.app.data.datasets()])
 
     def DeleteDataset(self, request, context):  # noqa: N802
         self.app.data.delete(request.id)
@@ -359,9 +349,9 @@ class ArtifactServicer(art_grpc.ArtifactServiceServicer):
         self.s, self.app = s, s.app
 
     def DownloadArtifact(self, request, context) -> Iterator[art_pb.DownloadArtifactResponse]:  # noqa: N802
-        row = self.app.artifact(request.id)
-        root = row["path"]
-        for rel in json.loads(row["files"]):
+        art = self.app.artifacts.get(request.id)
+        root = art.path
+        for rel in art.files:
             h = hashlib.sha256()
             size = os.path.getsize(os.path.join(root, rel))
             with open(os.path.join(root, rel), "rb") as f:

@@ -72,7 +72,7 @@ def test_batch_predict_equals_predict_in_input_order(env):
     done = c.get_job(job.id)
     assert done.state == job_pb2.JOB_STATE_SUCCEEDED and done.version == 1 and done.artifact_id
     art = env["daemon"].app.registry.artifact(done.artifact_id)
-    assert art["kind"] == "predictions" and json.loads(art["files"]) == ["predictions.parquet"]
+    assert art.kind == "predictions" and list(art.files) == ["predictions.parquet"]
     progress = [r.event for r in c.watch(job.id) if r.event.kind == job_pb2.JOB_EVENT_KIND_PROGRESS]
     assert progress and progress[-1].rows_done == progress[-1].rows_total == len(df)
     assert all(0 < p.rows_done <= len(df) and p.samples_per_s > 0 for p in progress)

@@ -13,6 +13,7 @@ import math
 import os
 import threading
 import time
+from dataclasses import asdict
 
 import grpc
 import numpy as np
@@ -87,9 +88,9 @@ def state(env) -> tuple:
     app = env["daemon"].app
     files = {k: v for k, v in tree_state(env["root"]).items() if not k.startswith("registry.sqlite")}
     rows = (
-        [dict(r) for r in app.registry.models()],
-        [[dict(v) for v in app.registry.versions(r["name"])] for r in app.registry.models()],
-        [dict(r) for r in app.registry.datasets()],
+        [asdict(r) for r in app.registry.models()],
+        [[asdict(v) for v in app.registry.versions(r.name)] for r in app.registry.models()],
+        [asdict(r) for r in app.registry.datasets()],
         [(j.id, j.state) for j in app.registry.jobs()],
     )
     return files, rows

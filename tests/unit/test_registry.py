@@ -16,7 +16,7 @@ def test_registry_checkpoints_on_close_and_migrates_old_schemas(tmp_path):
     db.close()
     r = Registry(path)
     assert r.schema_version == SCHEMA_VERSION
-    assert r.versions("m")[0]["run_id"] is None
+    assert r.versions("m")[0].run_id is None
     r.add_dataset("a" * 64, "t", "parquet", 1, 1, ["x"])
     r.close()
     wal = tmp_path / "registry.sqlite-wal"

@@ -57,24 +57,24 @@ class Dashboard:
     def models(self) -> list[dict[str, Any]]:
         out = []
         for m in self.app.registry.models():
-            name = m["name"]
+            name = m.name
             aliases = self._aliases(name)
             versions = [
                 {
-                    "version": v["version"],
-                    "parent_version": v["parent_version"],
-                    "val_score": _num(v["val_score"]),
-                    "train_digest": v["train_digest"],
-                    "forgetting_before": _num(v["forgetting_before"]),
-                    "forgetting_after": _num(v["forgetting_after"]),
-                    "job_id": v["job_id"],
-                    "created_at": v["created_at"],
-                    "aliases": aliases.get(v["version"], []),
+                    "version": v.version,
+                    "parent_version": v.parent_version,
+                    "val_score": _num(v.val_score),
+                    "train_digest": v.train_digest,
+                    "forgetting_before": _num(v.forgetting_before),
+                    "forgetting_after": _num(v.forgetting_after),
+                    "job_id": v.job_id,
+                    "created_at": v.created_at,
+                    "aliases": aliases.get(v.version, []),
                 }
                 for v in self.app.registry.versions(name)
             ]
-            out.append({"name": name, "label": m["label"], "problem_type": m["problem_type"], "eval_metric": m["eval_metric"],
-                        "current_version": self.app.current_version(name), "versions": versions})
+            out.append({"name": name, "label": m.label, "problem_type": m.problem_type, "eval_metric": m.eval_metric,
+                        "current_version": self.app.catalog.current_version(name), "versions": versions})
         return out
 
     def jobs(self) -> list[dict[str, Any]]:

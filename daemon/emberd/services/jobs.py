@@ -1,0 +1,37 @@
+"""Jobs of every kind as callers see them: look one up, list them, watch its events, cancel it."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+from ..engine.errors import NotFound
+from ..jobs import JobManager
+from ..registry import Registry
+from .domain import JobRecord
+
+Event = tuple[int, float, dict[str, Any]]  # (seq, time, event)
+
+
+class Jobs:
+    def __init__(self, registry: Registry, manager: JobManager) -> None:
+        self.registry, self.manager = registry, manager
+
+    def get(self, id: str) -> JobRecord:
+        j = self.registry.job(id)
+        if j is None:
+            raise NotFound(f"no job {id!r}; ListJobs shows the jobs")
+        return j
+
+    def list(self, model_name: str | None, limit: int) -> list[JobRecord]:
+        return self.registry.jobs(model_name, limit)
+
+    def last_event(self, id: str) -> Event | None:
+        return self.registry.last_event(id)
+
+    def watch(self, id: str, after_seq: int, alive: Callable[[], bool]) -> Iterator[tuple[int, float, dict[str, Any], JobRecord]]:
+        self.get(id)
+        return self.manager.watch(id, after_seq, alive=alive)
+
+    def cancel(self, id: str) -> JobRecord | None:
+        self.get(id)
+        return self.manager.cancel(id)
