@@ -50,6 +50,7 @@ test: $(STAMP) $(DETECTION) node_modules/.ember-installed lint-protos breaking-p
 
 bench: $(STAMP)
 	$(PY) bench/train_throughput.py
+	$(PY) bench/continued_fit.py
 	$(PY) bench/budget_curve.py
 	$(PY) bench/job_start.py
 	$(PY) bench/daemon_latency.py

@@ -4,9 +4,11 @@ writes ``last.ckpt`` atomically at most every ``checkpoint_interval_s``, stops e
 patience, and at the end averages the top-k greedily (AutoMM's greedy soup: a checkpoint
 joins the average only if the average scores at least as well).
 
-A continued fit (``start_candidate``) first validates the weights it starts from, which
-stay a candidate like any checkpoint: the result never validates worse than the parent
-version, and the soup can average the new weights with the parent's (as WiSE-FT does).
+A continued fit scores the weights it starts from once, before training (``start``: that
+validation also sizes the time budget's reserve); they join the candidates at step 0 like
+any checkpoint, without another validation: the result never validates worse than the
+parent version, and the soup can average the new weights with the parent's (as WiSE-FT
+does).
 
 On several ranks every rank runs this callback: the scores come from rank 0 (see
 ``training.train``), so all ranks keep the same snapshots and take the same decisions;
@@ -20,7 +22,7 @@ from typing import Any, Callable
 
 import lightning as L
 
-from ..distributed import from_rank0
+from ..distributed import broadcast_floats, from_rank0
 from ..faults import fault
 from .time_budget import TimeBudget
 
@@ -41,10 +43,10 @@ class Validator(L.Callback):
         checkpoint_interval_s: float,
         budget: TimeBudget,
         emit: Callable[[dict[str, Any]], None],
-        start_candidate: bool = False,
+        start: tuple[float, float] | None = None,
     ) -> None:
         self.evaluate = evaluate
-        self.start_candidate = start_candidate
+        self.start = start  # the starting weights' (score, loss) on rank 0, for a continued fit
         self.sign = 1.0 if higher_is_better else -1.0
         self.every_steps = max(1, every_steps)
         self.patience = patience
@@ -78,7 +80,10 @@ class Validator(L.Callback):
             self.last_eval_s = time.monotonic() - t0
 
     def validate(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        s, loss = self._timed_eval(module)
+        self.record(trainer, module, *self._timed_eval(module))
+
+    def record(self, trainer: L.Trainer, module: L.LightningModule, s: float, loss: float) -> None:
+        """Enter the current weights' validation (``s``, ``loss``) among the candidates."""
         step = trainer.global_step
         self.validated_step = step
         self.history.append({"step": step, "epoch": trainer.current_epoch, "score": s, "loss": loss, "elapsed_s": self.budget.elapsed()})
@@ -114,8 +119,8 @@ class Validator(L.Callback):
             self.maybe_checkpoint(trainer)
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if self.start_candidate and trainer.global_step == 0 and not self.history:  # not on a resume
-            self.validate(trainer, module)
+        if self.start is not None and trainer.global_step == 0 and not self.history:  # not on a resume
+            self.record(trainer, module, *broadcast_floats(list(self.start)))  # measured on rank 0 before the fit
 
     def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if self.validated_step != trainer.global_step:
