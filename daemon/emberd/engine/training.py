@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
+from lightning.pytorch.plugins.io import AsyncCheckpointIO
 import numpy as np
 import torch
 from torch import nn
@@ -273,7 +274,7 @@ def run_lightning(
         num_sanity_val_steps=0,
         limit_val_batches=0,
         use_distributed_sampler=False,
-        plugins=[SafeCheckpointIO()],
+        plugins=[AsyncCheckpointIO(SafeCheckpointIO())],  # checkpoints are written while training goes on
         callbacks=callbacks,
         **trainer_options,
     )

@@ -1,6 +1,7 @@
 """Validation on the holdout inside the training loop (at a fraction of an epoch, and once
 at the end): keeps the top-k weights by the eval metric (ties: lower validation loss),
-writes ``last.ckpt`` atomically at most every ``checkpoint_interval_s``, stops early on
+writes ``last.ckpt`` atomically at most every ``checkpoint_interval_s`` (in the background:
+the ``checkpoint`` event comes once the file is whole), stops early on
 patience, and at the end averages the top-k greedily (AutoMM's greedy soup: a checkpoint
 joins the average only if the average scores at least as well).
 
@@ -16,6 +17,7 @@ whether to checkpoint is rank 0's call, and Lightning writes the file on rank 0 
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -62,6 +64,7 @@ class Validator(L.Callback):
         self.last_eval_s = 0.0  # duration of the last validation (feeds the time reserve)
         self.last_ckpt_at: float | None = None
         self.validated_step = -1
+        self.writing = threading.Event()  # a checkpoint is being written (by the checkpoint IO's thread)
 
     def rank(self, score: float, loss: float) -> tuple[float, float]:
         return (self.sign * score, -loss)
@@ -105,13 +108,20 @@ class Validator(L.Callback):
         due = (self.last_ckpt_at is None or now - self.last_ckpt_at >= self.checkpoint_interval_s) and not (
             # the run is about to end; its result is the model version, not a checkpoint
             remaining is not None and remaining < 2 * self.checkpoint_interval_s / 3
-        )
+        ) and not self.writing.is_set()  # the last one is still being written: the next validation tries again
         if not from_rank0(due):
             return
         self.last_ckpt_at = now
-        trainer.save_checkpoint(self.checkpoint_path, weights_only=False)
-        fault("checkpoint.written")
-        self.emit({"kind": "checkpoint", "step": trainer.global_step, "path": str(self.checkpoint_path)})
+        step = trainer.global_step
+
+        def written() -> None:  # on the writer thread, once the file is whole
+            fault("checkpoint.written")
+            self.emit({"kind": "checkpoint", "step": step, "path": str(self.checkpoint_path)})
+            self.writing.clear()
+
+        if trainer.is_global_zero:
+            self.writing.set()
+        trainer.save_checkpoint(self.checkpoint_path, weights_only=False, storage_options={"on_written": written})
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
         if trainer.global_step % self.every_steps == 0 and not trainer.should_stop:
