@@ -6,14 +6,18 @@ STAMP := $(VENV)/.ember-installed
 
 DETECTION := $(VENV)/.ember-detection
 
-.PHONY: install install-detection demo test bench clean protos lint-protos breaking-protos
+.PHONY: install install-detection demo test test-fast bench clean protos lint-protos breaking-protos lint-imports
 
-$(STAMP): pyproject.toml
+# Three distributions, installed editable: the ops (kernels/), the client (clients/python/) and
+# the daemon (here), which depends on both; one version, in VERSION.
+$(STAMP): pyproject.toml clients/python/pyproject.toml kernels/pyproject.toml kernels/setup.py VERSION
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip 'setuptools>=77.0.3,<81' wheel
-	# torch first: the C++/CUDA ops build against it (--no-build-isolation, see ENVIRONMENT.md)
+	# torch first: the C++/CUDA ops build against the venv's torch (--no-build-isolation spares
+	# a second download of torch and its CUDA stack into a build environment; see ENVIRONMENT.md)
 	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --no-build-isolation -e '.[dev]'
+	$(PY) -m pip uninstall -y ember  # the one distribution this project was before the split, if present
+	$(PY) -m pip install --no-build-isolation -e ./kernels -e './clients/python[onnx]' -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -27,8 +31,12 @@ $(DETECTION): $(STAMP) scripts/install_detection.sh
 
 install-detection: $(DETECTION)
 
+# the demo and the data readers the tests and benchmarks share live in examples/ember_examples
+# (not shipped with the daemon)
+EXAMPLES := PYTHONPATH=examples
+
 demo: $(STAMP)
-	$(PY) -m emberd.demo
+	$(EXAMPLES) $(PY) -m ember_examples.demo
 
 # buf, and the Node client's packages (clients/node is a workspace of the root package.json)
 node_modules/.ember-installed: package.json package-lock.json clients/node/package.json
@@ -45,21 +53,32 @@ BUF_AGAINST ?= HEAD~1
 breaking-protos: node_modules/.ember-installed
 	.ci/buf-breaking.sh $(BUF_AGAINST)
 
-test: $(STAMP) $(DETECTION) node_modules/.ember-installed lint-protos breaking-protos
+# which way imports may go (pyproject.toml, [tool.importlinter]): the engine without gRPC or the
+# client's RPC code, the client without the daemon or torch
+lint-imports: $(STAMP)
+	$(VENV)/bin/lint-imports
+
+# every tier (tests/unit, tests/service, tests/e2e), slow tests included (about 30 minutes on 2 cores)
+test: $(STAMP) $(DETECTION) node_modules/.ember-installed lint-protos breaking-protos lint-imports
 	$(PY) -m pytest -ra -v tests
 
+# the edit-run loop: tests/unit alone (no daemon, no training; under a minute on 2 cores)
+test-fast: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
 bench: $(STAMP)
-	$(PY) bench/train_throughput.py
-	$(PY) bench/continued_fit.py
-	$(PY) bench/budget_curve.py
-	$(PY) bench/job_start.py
-	$(PY) bench/daemon_latency.py
-	$(PY) bench/ddp_throughput.py
-	$(PY) bench/onnx_latency.py
-	$(PY) bench/kernel_ops.py
+	$(EXAMPLES) $(PY) bench/train_throughput.py
+	$(EXAMPLES) $(PY) bench/continued_fit.py
+	$(EXAMPLES) $(PY) bench/budget_curve.py
+	$(EXAMPLES) $(PY) bench/job_start.py
+	$(EXAMPLES) $(PY) bench/job_start.py --model minilm
+	$(EXAMPLES) $(PY) bench/daemon_latency.py
+	$(EXAMPLES) $(PY) bench/ddp_throughput.py
+	$(EXAMPLES) $(PY) bench/onnx_latency.py
+	$(EXAMPLES) $(PY) bench/kernel_ops.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info kernels/build kernels/*.egg-info clients/python/build clients/python/*.egg-info
 
 protos: $(STAMP)
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=clients/python --grpc_python_out=clients/python --pyi_out=clients/python protos/ember/v1/*.proto

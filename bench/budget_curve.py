@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import time
 
-from emberd import datasets
+from ember_examples import datasets
 from emberd.engine import Predictor
 
 

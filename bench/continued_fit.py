@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from emberd import datasets
+from ember_examples import datasets
 from emberd.engine import Predictor
 
 

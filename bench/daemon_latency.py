@@ -2,11 +2,19 @@
 p50 over 100 calls; then 8 concurrent clients calling Predict while a Fit runs (errors and
 latency). Goal: daemon p50 under 50 ms on 2 CPU cores.
 
-    python bench/daemon_latency.py
+Then dynamic batching: 1, 4 and 16 concurrent clients (1 row per Predict, closed loop) on
+the same model, with batching on (the defaults) and off (``batch_max_delay_ms=0``: each
+slice alone under the model's lock, as before batching), the same daemon root restarted
+for each side, alternated on/off for ``--pairs`` pairs; the table gives medians over the
+pairs, their spread (min-max) and the ratio on/off. Goal: 16 clients' rows/s >= 4x off's,
+1-client p50 not worse.
+
+    python bench/daemon_latency.py [--batching-only] [--pairs 3] [--seconds 4] [--clients 1 4 16]
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import tempfile
 import threading
@@ -14,7 +22,7 @@ import time
 
 from ember import Client
 from ember.v1 import job_pb2
-from emberd import datasets
+from ember_examples import datasets
 from emberd.engine import Predictor
 from emberd.server import create_server
 from emberd.settings import Settings
@@ -25,7 +33,74 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
+def closed_loop(port: int, clients: int, rows, seconds: float) -> tuple[float, list[float], int]:
+    """``clients`` threads, each calling Predict on one row at a time for ``seconds``:
+    (rows/s, latencies in ms, errors)."""
+    lat: list[float] = []
+    errors = []
+    stop = threading.Event()
+
+    def loop(k: int) -> None:
+        with Client(f"127.0.0.1:{port}") as cc:
+            i = k
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    cc.predict("sst2", rows.iloc[i % len(rows) : i % len(rows) + 1])
+                    lat.append(1000 * (time.perf_counter() - t0))
+                except Exception as e:  # noqa: BLE001 - counted, that is the measurement
+                    errors.append(repr(e))
+                i += clients
+
+    threads = [threading.Thread(target=loop, args=(k,)) for k in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    return len(lat) / (time.perf_counter() - t0), lat, len(errors)
+
+
+def batching(root: str, rows, pairs: int, seconds: float, counts=(1, 4, 16)) -> None:
+    """On/off, alternated; one table of medians over the pairs."""
+    sides = {"on": {}, "off": {"batch_max_delay_ms": 0.0}}
+    got: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+    batch_calls = {}
+    for _ in range(pairs):
+        for side, extra in sides.items():
+            d = create_server(Settings(port=0, root=root, **extra))
+            with Client(f"127.0.0.1:{d.port}") as c:
+                c.predict("sst2", rows.head(1))  # load into the warm cache
+            closed_loop(d.port, 4, rows, 1.0)  # warm up
+            for n in counts:
+                rps, lat, errors = closed_loop(d.port, n, rows, seconds)
+                assert errors == 0, f"{errors} errors ({side}, {n} clients)"
+                got.setdefault((side, n), []).append((rps, statistics.median(lat), pct(lat, 0.99)))
+            text = d.metrics.text().decode()
+            batch_calls[side] = [line for line in text.splitlines() if line.startswith(("ember_batch_calls_count", "ember_batch_calls_sum"))]
+            d.stop(0)
+
+    def med(side: str, n: int, k: int) -> tuple[float, float, float]:
+        xs = [r[k] for r in got[(side, n)]]
+        return statistics.median(xs), min(xs), max(xs)
+
+    print(f"\n| clients | measure | batching off (median, min-max) | batching on (median, min-max) | ratio on/off |\n| --- | --- | --- | --- | --- |")
+    for n in counts:
+        for k, what in enumerate(("rows/s", "p50 ms", "p99 ms")):
+            off, on = med("off", n, k), med("on", n, k)
+            print(f"| {n} | {what} | {off[0]:.1f} ({off[1]:.1f}-{off[2]:.1f}) | {on[0]:.1f} ({on[1]:.1f}-{on[2]:.1f}) | {on[0] / off[0]:.2f} |")
+    print(f"\n{pairs} pairs (off, on alternated), {seconds:.0f} s per cell, 1 row per Predict; last daemon's batches: {batch_calls}")
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batching-only", action="store_true", help="skip the latency and during-a-fit measurements")
+    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16], help="concurrent clients of each batching row")
+    args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="ember-bench-daemon-")
     d = create_server(Settings(port=0, root=root))
     c = Client(f"127.0.0.1:{d.port}")
@@ -33,6 +108,11 @@ def main() -> None:
     dev = datasets.sst2("dev")
     job = c.wait(c.fit("sst2", train, label="label", time_limit=20), progress=False)
     assert job.state == job_pb2.JOB_STATE_SUCCEEDED, job.error
+    if args.batching_only:
+        c.close()
+        d.stop(1)
+        batching(root, dev[["sentence"]], args.pairs, args.seconds, tuple(args.clients))
+        return
     row = dev.head(1)[["sentence"]]
     c.predict("sst2", row)  # load into the warm cache
     daemon_ms = []
@@ -78,6 +158,7 @@ def main() -> None:
     print(f"\nthe concurrent Fit ended {job_pb2.JobState.Name(done.state)}; cache: {c.stats()}")
     c.close()
     d.stop(1)
+    batching(root, dev[["sentence"]], args.pairs, args.seconds, tuple(args.clients))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ember import Client
 from ember.v1 import job_pb2
-from emberd import datasets
+from ember_examples import datasets
 from emberd.engine.model_store import ModelStore
 from emberd.engine.storage import read_json
 from emberd.server import create_server

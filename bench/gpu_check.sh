@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On a machine with an NVIDIA GPU, nvcc and a CUDA build of torch: builds ember_kernels with
-# its CUDA ops (for this GPU's architecture only), runs tests/test_kernels.py (CUDA cases
+# its CUDA ops (for this GPU's architecture only), runs tests/unit/test_kernels.py (CUDA cases
 # included) and times each op against its reference on the GPU. About 2-3 minutes on a
 # 16-core machine; well under 5.
 #
@@ -16,7 +16,8 @@ PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
   if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 fi
-export PYTHONPATH="$PWD/kernels:$PWD/daemon:$PWD/clients/python${PYTHONPATH:+:$PYTHONPATH}"
+case $PY in /*) ;; */*) PY="$PWD/$PY" ;; esac  # the build runs in kernels/
+export PYTHONPATH="$PWD/kernels:$PWD/daemon:$PWD/clients/python:$PWD/examples${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 export EMBER_KERNELS_CUDA=1  # a missing toolkit is an error here, not a CPU-only build
 export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
@@ -32,12 +33,12 @@ echo "arch $TORCH_CUDA_ARCH_LIST, $MAX_JOBS jobs"
 
 echo "== build"
 start=$(date +%s)
-"$PY" setup.py build_ext --inplace >"$OUTDIR/gpu_build.log" 2>&1 || { tail -n 40 "$OUTDIR/gpu_build.log"; exit 1; }
+(cd kernels && "$PY" setup.py build_ext --inplace) >"$OUTDIR/gpu_build.log" 2>&1 || { tail -n 40 "$OUTDIR/gpu_build.log"; exit 1; }
 echo "built in $(( $(date +%s) - start )) s: $(ls kernels/ember_kernels/_C*.so)"
 
-echo "== tests/test_kernels.py"
+echo "== tests/unit/test_kernels.py"
 set +e
-"$PY" -m pytest -q -rs -p no:cacheprovider tests/test_kernels.py 2>&1 | tee "$OUTDIR/gpu_tests.log"
+"$PY" -m pytest -q -rs -p no:cacheprovider tests/unit/test_kernels.py 2>&1 | tee "$OUTDIR/gpu_tests.log"
 tests_rc=${PIPESTATUS[0]}
 set -e
 

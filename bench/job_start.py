@@ -20,7 +20,7 @@ import time
 
 from ember import Client
 from ember.v1 import job_pb2
-from emberd import datasets
+from ember_examples import datasets
 from emberd.server import create_server
 from emberd.settings import Settings
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ember_kernels import ops, reference
-from emberd import datasets
+from ember_examples import datasets
 from emberd.engine.config import default_text_checkpoint
 from ember.onnx import truncate_pair
 from emberd.engine.features import SpecialTokens, TokenCSR, _collate_text_reference

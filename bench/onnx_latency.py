@@ -43,7 +43,7 @@ def main() -> None:
     import onnxruntime as ort
 
     from ember.onnx import OnnxPredictor
-    from emberd import datasets
+    from ember_examples import datasets
     from emberd.engine import Predictor
     from emberd.engine.export import _Graph
 

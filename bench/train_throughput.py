@@ -24,7 +24,7 @@ import time
 import numpy as np
 import torch
 
-from emberd import datasets
+from ember_examples import datasets
 from emberd.engine import Predictor
 from emberd.engine.callbacks import BudgetSchedule
 from emberd.engine.config import Config

@@ -1,13 +1,40 @@
+"""What every tier shares. The tiers (README, "Tests while editing"): tests/unit (no daemon, no training;
+`make test-fast`), tests/service (a real daemon, small tabular jobs), tests/e2e (real models,
+whole workflows, marked slow). Markers: slow, detection (needs mmdet), node (needs the Node
+client's packages), gpu (needs CUDA); detection and gpu tests skip, saying why, without them."""
+
+import importlib.util
 import logging
 import os
 
 import pytest
 
-from emberd import datasets
+from ember_examples import datasets
+
+SLOW_TIMEOUT_S = 1800  # a slow test's limit (pyproject's `timeout` is every other test's)
 
 
 def pytest_configure(config):
     logging.getLogger("emberd").setLevel(logging.INFO)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip gpu tests without CUDA and detection tests without mmdet; give slow tests the
+    generous timeout unless they name their own."""
+    cuda = None
+    mmdet = importlib.util.find_spec("mmdet") is not None
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            if cuda is None:
+                import torch
+
+                cuda = torch.cuda.is_available()
+            if not cuda:
+                item.add_marker(pytest.mark.skip(reason="no CUDA device"))
+        if item.get_closest_marker("detection") and not mmdet:
+            item.add_marker(pytest.mark.skip(reason="the detection extra is not installed: make install-detection"))
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
 
 
 @pytest.fixture(scope="session")
@@ -15,6 +42,18 @@ def shared_data():
     if not datasets.shared_available():
         pytest.skip(f"real data not found at {datasets.SHARED} (set EMBER_SHARED_DATA)")
     return datasets
+
+
+@pytest.fixture(scope="session")
+def shared_daemon(tmp_path_factory):
+    """One in-process daemon with the default settings for the whole session: for tests whose
+    checks hold whatever else the daemon holds (their own model names, no global counts)."""
+    from emberd.server import create_server
+    from emberd.settings import Settings
+
+    d = create_server(Settings(port=0, root=str(tmp_path_factory.mktemp("shared-emberd") / "root")))
+    yield d
+    d.stop(1)
 
 
 def tree_state(path):

@@ -1,8 +1,12 @@
-"""Starting daemons for tests: in process (create_server on port 0) or as a subprocess."""
+"""Starting daemons for tests (in process: create_server on port 0; or as a subprocess) and
+ending exactly the processes a test started, the Node client, and the small tabular data the
+fast tests train on."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +17,9 @@ import numpy as np
 import pandas as pd
 
 from ember.client import _healthy
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+NODE_CLIENT = ROOT / "clients" / "node"
 
 
 def free_port() -> int:
@@ -35,9 +42,70 @@ def start_daemon_process(root: Path, port: int, *extra: str, env: dict[str, str]
     return proc
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process under ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                ppid = int(open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie has died: it only waits for its parent to read its status)."""
+    try:
+        return "\tZ" not in next(line for line in open(f"/proc/{pid}/status") if line.startswith("State:"))
+    except (OSError, StopIteration):
+        return False
+
+
+
+def emberd_started_here(port: int) -> list[int]:
+    """The pids of ``python -m emberd --port PORT ...`` processes that this process started
+    (its descendants, read from /proc): what a test may end, never a process found by name."""
+    mine = []
+    for pid in descendants(os.getpid()):
+        try:
+            argv = open(f"/proc/{pid}/cmdline", "rb").read().decode().split("\0")
+        except OSError:
+            continue
+        if argv[1:5] == ["-m", "emberd", "--port", str(port)] and alive(pid):
+            mine.append(pid)
+    return mine
+
+
+def terminate(pids: list[int], timeout: float = 30.0) -> None:
+    """SIGTERM each of ``pids`` and wait until they have exited (SIGKILL after ``timeout``)."""
+    for pid in pids:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 def tabular(n: int = 240, seed: int = 0, classes=("a", "b")) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=n)
     cat = rng.choice(["red", "green", "blue"], size=n)
     y = np.where(x + (cat == "red") > 0.3, classes[0], classes[1])
     return pd.DataFrame({"x": x, "x2": rng.normal(size=n), "color": cat, "label": y})
+
+
+def node(*args: str, timeout: float) -> subprocess.CompletedProcess:
+    """Run ``node *args`` in the Node client's folder (tests marked ``node``)."""
+    exe = shutil.which("node")
+    assert exe, "node (>= 18) is not on PATH: install Node.js"
+    assert (ROOT / "node_modules" / "@grpc" / "grpc-js").is_dir(), "the Node client's packages are missing: run `npm ci` in the repository root (make test does)"
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, cwd=NODE_CLIENT)

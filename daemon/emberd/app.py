@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from .batching import BatchLimits
 from .cache import Entry, ModelCache
 from .datastore import DataStore
 from .engine import Predictor
@@ -32,11 +33,11 @@ from .engine.model_store import ModelStore
 from .engine.plan import check_run_options, plan_fit
 from .engine.sources import ImageTooLarge, ReadPolicy, confine, is_image_path, open_image
 from .engine.storage import fresh_staging_dir, publish_dir, read_json
-from . import warm
+from . import batch, warm
 from .jobs import JobManager
 from .lifecycle import Lifecycle
-from .recovery import add_version_row, recover, write_artifact_marker
-from .registry import JobRow
+from .recovery import ARTIFACT_MARKER, add_version_row, record_artifact, recover, write_artifact_marker
+from .registry import JOB_KINDS, TRAINING_KINDS, JobRow
 from .settings import Settings
 
 log = logging.getLogger("emberd")
@@ -146,7 +147,7 @@ class Ember(Lifecycle):
             self.registry,
             max_concurrent=settings.max_concurrent_jobs,
             on_success=self._record_success,
-            published=self._published_version,
+            published=self._job_published,
             on_end=self._job_ended,
             torch_threads=settings.torch_threads,
             read_policy=self.read_policy,
@@ -156,6 +157,8 @@ class Ember(Lifecycle):
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="ember-registry-checkpoint", daemon=True)
         self._stopping = threading.Event()
         self._exports = threading.Semaphore(1)  # one export at a time: tracing takes a few GiB
+        self.batch_limits = BatchLimits(settings.batch_max_rows, settings.batch_max_delay_ms / 1000)
+        self.on_batch: Callable[[int, int], None] = lambda calls, rows: None  # told each Predict/Embed batch's size (metrics)
 
     def start(self) -> None:
         self.recovery.log()
@@ -219,6 +222,9 @@ class Ember(Lifecycle):
                     self.registry.upsert_model(d.name, meta["label"], meta["problem_type"], meta["eval_metric"])
 
     def _record_success(self, job: JobRow, result: dict[str, Any]) -> None:
+        if job.kind == "BATCH_PREDICT":
+            record_artifact(self.registry, self.artifacts_dir / job.spec["artifact_id"])
+            return
         meta = self._store(job.model_name).meta()
         self.registry.upsert_model(job.model_name, meta["label"], meta["problem_type"], meta["eval_metric"])
         self.sync_versions(job.model_name, job_id=job.id)
@@ -351,7 +357,7 @@ class Ember(Lifecycle):
     def resume(self, name: str, train: TableRef, tuning: TableRef, scale: ScaleOptions = ScaleOptions()) -> JobRow:
         row = self.require_model(name)
         self._refuse_if_busy(name)
-        last = next(iter(self.registry.jobs(name, limit=1)), None)
+        last = next(iter(self.registry.jobs(name, limit=1, kinds=TRAINING_KINDS)), None)
         if last is None or last.state not in ("INTERRUPTED", "CANCELLED"):
             state = last.state if last else "none"
             raise FailedPrecondition(
@@ -418,23 +424,30 @@ class Ember(Lifecycle):
             raise InvalidArgument(f"{what} is empty: give at least one row")
         if len(frame) > cap:
             raise InvalidArgument(
-                f"{what} has {len(frame)} rows; one call takes at most {cap} (--max-predict-rows). Send the rows in "
-                f"batches of up to {cap}, or Export the model and score large tables with ember.onnx"
+                f"{what} has {len(frame)} rows; one call takes at most {cap} (--max-predict-rows). Predict a "
+                f"table of any size with BatchPredict (a job), send the rows in batches of up to {cap}, or Export the model and "
+                "score large tables with ember.onnx"
             )
 
-    def _in_slices(self, entry: Entry, frame: pd.DataFrame, call: str, alive: Callable[[], bool], run: Callable[[pd.DataFrame], Any]) -> list[Any]:
-        """``run`` on slices of the model's eval batch: the model's lock is taken per slice (so
-        other callers of the model interleave with a long call), and a call whose client has
-        gone (cancelled, deadline passed) stops at the next slice."""
+    def _in_slices(self, entry: Entry, frame: pd.DataFrame, call: str, alive: Callable[[], bool], kind: str, run: Callable[[pd.DataFrame], Any]) -> list[Any]:
+        """``run`` on slices of the model's eval batch, each through the model's batcher: it
+        coalesces concurrent callers' slices of the same ``kind`` into one batch computed
+        under the model's lock (so a long call interleaves with others), and a call whose
+        client has gone (cancelled, deadline passed) stops at the next slice, its queued
+        slice dropped uncomputed. The columns are checked first: a bad call never joins a batch."""
         model = entry.predictor._require_model()
         model.schema.check_columns(frame, with_label=False)  # whole-request errors name whole-request rows
+        frame = frame[model.schema.feature_columns]  # the columns the model reads: others never meet another call's
         step = max(1, model.cfg.env.eval_batch_size)
         parts: list[Any] = []
         for start in range(0, len(frame), step):
+            stopped = Cancelled(f"{call} stopped after {start} of {len(frame)} rows: the caller went away")
             if not alive():
-                raise Cancelled(f"{call} stopped after {start} of {len(frame)} rows: the caller went away")
-            with entry.lock:
-                parts.append(run(frame.iloc[start : start + step]))
+                raise stopped
+            try:
+                parts.append(entry.batcher.run(kind, frame.iloc[start : start + step], run, alive, self.batch_limits, self.on_batch))
+            except Cancelled:
+                raise stopped from None
         return parts
 
     def predict(self, name: str, version: int, frame: pd.DataFrame, with_proba: bool, alive: Callable[[], bool] = lambda: True) -> dict[str, Any]:
@@ -443,11 +456,11 @@ class Ember(Lifecycle):
         p = entry.predictor
         call = f"Predict on {name!r}"
         if p.problem_type in ("regression", "object_detection"):
-            parts = self._in_slices(entry, frame, call, alive, lambda part: p.predict(part, as_pandas=False))
+            parts = self._in_slices(entry, frame, call, alive, "predict", lambda part: p.predict(part, as_pandas=False))
             if p.problem_type == "regression":
                 return {"values": np.concatenate(parts).tolist(), "version": v}
             return {"detections": [d for part in parts for d in part], "version": v}
-        proba = np.concatenate(self._in_slices(entry, frame, call, alive, lambda part: p.predict_proba(part, as_pandas=False)))
+        proba = np.concatenate(self._in_slices(entry, frame, call, alive, "proba", lambda part: p.predict_proba(part, as_pandas=False)))
         classes = p.class_labels or []
         labels = [str(classes[i]) for i in np.asarray(proba).argmax(1)]
         return {"labels": labels, "classes": [str(c) for c in classes], "proba": proba if with_proba else None, "version": v}
@@ -463,7 +476,7 @@ class Ember(Lifecycle):
     def embed(self, name: str, version: int, frame: pd.DataFrame, alive: Callable[[], bool] = lambda: True) -> np.ndarray:
         self._admit_rows(frame, "data")
         entry, _ = self.warm(name, version)
-        return np.concatenate(self._in_slices(entry, frame, f"Embed on {name!r}", alive, entry.predictor.extract_embedding))
+        return np.concatenate(self._in_slices(entry, frame, f"Embed on {name!r}", alive, "embed", entry.predictor.extract_embedding))
 
     # ---- artifacts ----------------------------------------------------------------------------
     def dump(self, name: str, version: int) -> Any:
@@ -493,7 +506,10 @@ class Ember(Lifecycle):
         must not share a process with the threads that serve predictions, and its memory
         goes away with the child."""
         from .engine import errors
+        from .engine.export import check_opset
 
+        if opset:
+            check_opset(opset)
         v = self.require_version(name, version)
         rows = str(self.data.keep(self.data.resolve(**vars(parity), what="parity_data"), "parity_data").path) if parity else None
         art_id = uuid.uuid4().hex
@@ -506,8 +522,7 @@ class Ember(Lifecycle):
             argv += ["--opset", str(opset)] if opset else []
             code = warm.run_export(argv, threads=self.settings.torch_threads, method=self.settings.worker_start)
             if code != 0:
-                for leftover in self.artifacts_dir.glob(f".{art_id}.*.staging"):  # a killed export's half bundle
-                    shutil.rmtree(leftover, ignore_errors=True)
+                self._drop_staging(art_id)  # a killed export's half bundle
                 if err.exists():
                     e = json.loads(err.read_text())
                     cls = getattr(errors, e["kind"], None)
@@ -520,6 +535,65 @@ class Ember(Lifecycle):
         write_artifact_marker(final, {"id": art_id, "kind": "export", "model_name": name, "version": v, "created_at": time.time()})
         self.registry.add_artifact(art_id, "export", name, v, str(final), files, size)
         return self.registry.artifact(art_id)
+
+    def _drop_staging(self, art_id: str) -> None:
+        """The staging folders of artifact ``art_id`` that a killed process left."""
+        for leftover in self.artifacts_dir.glob(f".{art_id}.*.staging"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+    # ---- batch prediction -----------------------------------------------------------------------
+    def batch_predict(self, name: str, version: int, data: TableRef, with_proba: bool) -> JobRow:
+        """Validate a batch prediction on the calling thread (model, version, table, the
+        columns the model reads, on the table's first rows), then queue its job: a worker
+        (``emberd.batch``) predicts every row and publishes ``artifacts/<id>``. A refusal
+        writes nothing."""
+        v = self.require_version(name, version)
+        path = self._batch_input(data)
+        try:
+            first = next(batch.read_chunks(path, 64, "data"), None)
+        except InvalidArgument:
+            raise
+        except Exception as e:  # noqa: BLE001 - any parse failure is the caller's input
+            raise InvalidArgument(f"data: {path.name!r} is not a readable {batch.table_format(path)} table: {e}", field="data") from None
+        if first is None or first.empty:
+            raise InvalidArgument("data is empty: give at least one row", field="data")
+        schema = Schema.from_json(read_json(self._store(name).version_dir(v) / "schema.json"))
+        schema.check_columns(first, with_label=False)
+        row = self.require_model(name)
+        spec = {
+            "model_dir": str(self.model_dir(name)), "model_name": name, "version": v, "data_path": str(path),
+            "with_proba": with_proba, "artifacts_dir": str(self.artifacts_dir), "artifact_id": uuid.uuid4().hex,
+        }
+        return self._submit(name, "BATCH_PREDICT", spec, row["label"], row["problem_type"], row["eval_metric"])
+
+    def _batch_input(self, data: TableRef) -> Path:
+        """The file a batch prediction streams: an uploaded dataset's, or a path confined to
+        the data roots (inline rows are for Predict)."""
+        if data.dataset_id:
+            row = self.registry.dataset(data.dataset_id)
+            if row is None:
+                raise NotFound(f"data: no dataset {data.dataset_id!r}; upload it first (DatasetService.UploadDataset)")
+            return self.data.file(data.dataset_id, row["format"])
+        if data.path:
+            path = confine(data.path, "data", kind="file", policy=self.read_policy)
+            batch.table_format(path)
+            return path
+        if data:
+            raise InvalidArgument("data: BatchPredict streams an uploaded dataset (dataset_id) or a file under the data roots "
+                                  "(path); send inline rows to Predict", field="data")
+        raise InvalidArgument("data is missing: give a dataset_id or a path", field="data")
+
+    def _job_published(self, job: JobRow) -> int | None:
+        """The version a training job published; for a batch prediction, the version it
+        predicted with once its artifact is in place (indexed here if the worker was killed
+        between publishing and reporting)."""
+        if job.kind in TRAINING_KINDS:
+            return self._published_version(job)
+        art_id = job.spec["artifact_id"]
+        if self.registry.artifact(art_id) is None and (self.artifacts_dir / art_id / ARTIFACT_MARKER).exists():
+            record_artifact(self.registry, self.artifacts_dir / art_id)
+        art = self.registry.artifact(art_id)
+        return art["version"] if art is not None else None
 
     def artifact(self, id: str) -> Any:
         row = self.registry.artifact(id)
@@ -545,6 +619,9 @@ class Ember(Lifecycle):
 
     def _job_ended(self, job: JobRow, state: str) -> None:
         """Just before ``job``'s final ``state`` is recorded."""
+        if job.kind not in TRAINING_KINDS:  # a batch prediction: what a killed worker staged goes
+            self._drop_staging(job.spec["artifact_id"])
+            return
         self._after_job(job, state)
         if state in ("FAILED", "CANCELLED"):
             self._forget_unfinished(job, state)
@@ -571,8 +648,9 @@ class Ember(Lifecycle):
         """The model, its versions and its artifacts: each folder renamed away first (a
         restart sweeps what a kill left), then the records, then the files."""
         self.require_model(name)
-        if self.registry.active_job(name):
-            raise FailedPrecondition(f"model {name!r} is training; CancelJob its job before deleting it")
+        busy = self.registry.active_job(name, kinds=JOB_KINDS)
+        if busy:
+            raise FailedPrecondition(f"model {name!r} has a {busy.kind} job ({busy.id}) queued or running; CancelJob it before deleting the model")
         self.cache.drop(name)
         trash = [self._trash(self.model_dir(name), self.models_dir)]
         trash += [self._trash(Path(a["path"]), self.artifacts_dir) for a in self.registry.artifacts(name)]

@@ -9,6 +9,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .batching import Batcher
 from .engine import Predictor
 
 log = logging.getLogger("emberd.cache")
@@ -20,6 +21,10 @@ class Entry:
     size_bytes: int
     lock: threading.Lock = field(default_factory=threading.Lock)  # tokenizers are not re-entrant
     stamp: Any = None  # what ``stamp(name, version)`` said when it was loaded
+    batcher: Batcher = field(init=False)  # coalesces concurrent Predict/Embed calls; computes under ``lock``
+
+    def __post_init__(self) -> None:
+        self.batcher = Batcher(self.lock)
 
 
 def model_bytes(p: Predictor) -> int:

@@ -1,5 +1,7 @@
-"""Training jobs: a queue, spawned worker processes (one per job, at most
-``max_concurrent_jobs`` at once), their event logs, cancel, and reconcile after a restart.
+"""Jobs (training, and batch predictions: ``emberd.batch``): a queue, spawned worker
+processes (one per job, at most ``max_concurrent_jobs`` at once), their event logs,
+cancel, and reconcile after a restart. A batch prediction's worker that ends without a
+result leaves its job FAILED (it has nothing to resume), a training job's INTERRUPTED.
 
 A job's worker reports over a multiprocessing queue; a thread per running job writes each
 event to the registry and wakes WatchJob streams. A worker that ends without reporting a
@@ -31,7 +33,7 @@ from typing import Any, Callable, Iterator
 from . import warm
 from .engine.faults import fault
 from .engine.sources import ReadPolicy
-from .registry import FINAL_STATES, JobRow, Registry
+from .registry import FINAL_STATES, TRAINING_KINDS, JobRow, Registry
 from .worker import run_job
 
 log = logging.getLogger("emberd.jobs")
@@ -114,7 +116,7 @@ class JobManager:
                 self._finish(job.id, "SUCCEEDED", version=version, error="",
                              message="the daemon stopped after this job published its version; recorded on restart")
             elif job.state == "RUNNING":
-                self._finish(job.id, "INTERRUPTED", error="the daemon stopped while this job ran; Resume continues it from its last checkpoint")
+                self._lost(job, "the daemon stopped while this job ran")
 
     def mark_published(self, job_id: str, version: int) -> None:
         """A job found to have published ``version`` after it was settled otherwise."""
@@ -282,24 +284,28 @@ class JobManager:
                 log.exception("recording job %s", r.job_id)
                 self._finish(r.job_id, "FAILED", error=f"the model was trained but could not be recorded: {e}")
         elif r.cancelled:
-            self._finish(r.job_id, "CANCELLED", error="cancelled; its last checkpoint is kept: Resume continues it")
+            kept = "its last checkpoint is kept: Resume continues it" if job.kind in TRAINING_KINDS else "no predictions were kept"
+            self._finish(r.job_id, "CANCELLED", error=f"cancelled; {kept}")
         elif lost:
             what = "the worker process" if len(r.processes) == 1 else f"rank {lost[0]} of {len(r.processes)}"
             others = "" if len(r.processes) == 1 else " (the other ranks were stopped)"
-            self._finish(
-                r.job_id,
-                "INTERRUPTED",
-                error=f"{what} ended without a result (exit code {r.processes[lost[0]].exitcode}){others}; "
-                "Resume continues from its last checkpoint",
-            )
+            self._lost(job, f"{what} ended without a result (exit code {r.processes[lost[0]].exitcode}){others}")
         elif failed:
             rank, info = failed[0]
             self._finish(r.job_id, "FAILED", error=info["message"], code=info["error"])
             if info.get("traceback"):
                 log.error("job %s failed on rank %d:\n%s", r.job_id, rank, info["traceback"])
         else:
-            self._finish(r.job_id, "INTERRUPTED", error="the workers ended without a result; Resume continues from its last checkpoint")
+            self._lost(job, "the workers ended without a result")
         self._wake()
+
+    def _lost(self, job: JobRow, why: str) -> None:
+        """A job whose workers ended without a result: a training job is INTERRUPTED (Resume
+        continues it); a batch prediction, which has nothing to resume, FAILED."""
+        if job.kind in TRAINING_KINDS:
+            self._finish(job.id, "INTERRUPTED", error=f"{why}; Resume continues it from its last checkpoint")
+        else:
+            self._finish(job.id, "FAILED", error=f"{why}; it wrote no predictions: run BatchPredict again")
 
     def _published_quietly(self, job: JobRow) -> int | None:
         try:

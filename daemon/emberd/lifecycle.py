@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .engine.errors import FailedPrecondition, InvalidArgument, NotFound
 from .engine.storage import read_json, write_json
+from .registry import JOB_KINDS
 
 if TYPE_CHECKING:
     from .registry import JobRow, Registry
@@ -117,8 +118,9 @@ class Lifecycle:
         """Remove one version (record, then files; its artifacts stay); refused for one an
         alias (or ``latest``) names, and while the model trains (a fit may read its parent)."""
         self.require_model(name)
-        if self.registry.active_job(name):
-            raise FailedPrecondition(f"model {name!r} is training; wait for its job or CancelJob it before deleting a version")
+        busy = self.registry.active_job(name, kinds=JOB_KINDS)
+        if busy:
+            raise FailedPrecondition(f"model {name!r} has a {busy.kind} job ({busy.id}) queued or running; wait for it or CancelJob it before deleting a version")
         store = self._store(name)
         if version not in store.versions():
             raise NotFound(f"model {name!r} has no version {version}; versions: {store.versions()}")

@@ -2,7 +2,7 @@
 daemons in one process (tests) keep their own counts.
 
 Counted where they happen: gRPC calls by method and code with latency histograms, Predict
-batch sizes and upload bytes (the interceptor calls ``observe_call``). Read at scrape time
+batch sizes, the batches dynamic batching ran (calls and rows each) and upload bytes (the interceptor calls ``observe_call``). Read at scrape time
 from the daemon's own state (a collector): jobs by kind and state, the queue's length, the
 samples/s and loss of running jobs (their last progress event), the warm cache, worker
 starts."""
@@ -83,6 +83,8 @@ class Metrics:
         self.calls = Counter("ember_rpc_requests", "gRPC calls handled, by method and status code", ["method", "code"], registry=r)
         self.latency = Histogram("ember_rpc_latency_seconds", "gRPC call latency, by method", ["method"], buckets=LATENCY_BUCKETS, registry=r)
         self.predict_rows = Histogram("ember_predict_batch_rows", "Rows per Predict call", buckets=ROW_BUCKETS, registry=r)
+        self.batch_calls = Histogram("ember_batch_calls", "Calls coalesced into each Predict/Embed batch", buckets=ROW_BUCKETS, registry=r)
+        self.batch_rows = Histogram("ember_batch_rows", "Rows in each Predict/Embed batch", buckets=ROW_BUCKETS, registry=r)
         self.upload_bytes = Counter("ember_upload_bytes", "Bytes of tables uploaded (UploadDataset)", registry=r)
         r.register(_StateCollector(app))  # type: ignore[arg-type]
         self._http: Any = None
@@ -97,6 +99,10 @@ class Metrics:
             self.predict_rows.observe(max(len(response.labels), len(response.values)))
         elif short == "UploadDataset":
             self.upload_bytes.inc(response.dataset.size_bytes)
+
+    def observe_batch(self, calls: int, rows: int) -> None:
+        self.batch_calls.observe(calls)
+        self.batch_rows.observe(rows)
 
     def text(self) -> bytes:
         return generate_latest(self.registry)

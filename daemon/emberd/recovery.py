@@ -116,6 +116,16 @@ def write_artifact_marker(folder: Path, row: Any) -> None:
     )
 
 
+def record_artifact(registry: Registry, folder: Path) -> dict[str, Any]:
+    """Index the published artifact ``folder`` from its marker (its files but the marker);
+    the marker's contents."""
+    m = read_json(folder / ARTIFACT_MARKER)
+    files = sorted(str(f.relative_to(folder)) for f in folder.rglob("*") if f.is_file() and f.name != ARTIFACT_MARKER)
+    size = sum((folder / f).stat().st_size for f in files)
+    registry.add_artifact(m["id"], m["kind"], m["model_name"], int(m["version"]), str(folder), files, size, created_at=m.get("created_at"))
+    return m
+
+
 def _dataset_rows(path: Path, fmt: str) -> tuple[int, list[str]]:
     from .datastore import DataStore
 
@@ -159,10 +169,7 @@ def reconcile_artifacts(registry: Registry, root: Path, report: Report) -> None:
             _remove(p, report)
             continue
         try:
-            m = read_json(marker)
-            files = sorted(str(f.relative_to(p)) for f in p.rglob("*") if f.is_file() and f.name != ARTIFACT_MARKER)
-            size = sum((p / f).stat().st_size for f in files)
-            registry.add_artifact(m["id"], m["kind"], m["model_name"], int(m["version"]), str(p), files, size, created_at=m.get("created_at"))
+            m = record_artifact(registry, p)
         except Exception as e:  # noqa: BLE001
             report.unreadable.append(f"{marker} ({e})")
             continue

@@ -66,6 +66,14 @@ class RegistryTooNew(Exception):
 
 ACTIVE_STATES = ("QUEUED", "RUNNING")
 FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED", "INTERRUPTED")
+# Jobs that train a model (one at a time per model) and those that only read one
+TRAINING_KINDS = ("FIT", "RESUME", "TRANSFER")
+JOB_KINDS = (*TRAINING_KINDS, "BATCH_PREDICT")
+
+
+def _marks(values: tuple[str, ...]) -> str:
+    """``(?,?,...)``: one SQL placeholder per value."""
+    return f"({','.join('?' * len(values))})"
 
 
 @dataclass(frozen=True)
@@ -242,11 +250,12 @@ class Registry:
         return JobRow(**d)
 
     def create_job(self, id: str, model_name: str, kind: str, spec: dict[str, Any], resumes_job_id: str | None = None) -> JobRow | None:
-        """Insert a QUEUED job unless the model already has an active one (then None)."""
+        """Insert a QUEUED job unless it trains and the model already has an active training
+        job (then None); batch predictions run beside anything."""
         now = time.time()
         with self.tx() as db:
-            busy = db.execute(
-                f"SELECT id FROM jobs WHERE model_name=? AND state IN {ACTIVE_STATES}", (model_name,)
+            busy = kind in TRAINING_KINDS and db.execute(
+                f"SELECT id FROM jobs WHERE model_name=? AND state IN {ACTIVE_STATES} AND kind IN {TRAINING_KINDS}", (model_name,)
             ).fetchone()
             if busy:
                 return None
@@ -259,11 +268,12 @@ class Registry:
     def job(self, id: str) -> JobRow | None:
         return self._job(self._one("SELECT * FROM jobs WHERE id=?", (id,)))
 
-    def jobs(self, model_name: str | None = None, limit: int = 100) -> list[JobRow]:
+    def jobs(self, model_name: str | None = None, limit: int = 100, kinds: tuple[str, ...] = JOB_KINDS) -> list[JobRow]:
+        """The newest ``limit`` jobs (of ``model_name``; of ``kinds``), newest first."""
         if model_name:
-            rows = self._all("SELECT * FROM jobs WHERE model_name=? ORDER BY created_at DESC LIMIT ?", (model_name, limit))
+            rows = self._all(f"SELECT * FROM jobs WHERE model_name=? AND kind IN {_marks(kinds)} ORDER BY created_at DESC LIMIT ?", (model_name, *kinds, limit))
         else:
-            rows = self._all("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,))
+            rows = self._all(f"SELECT * FROM jobs WHERE kind IN {_marks(kinds)} ORDER BY created_at DESC LIMIT ?", (*kinds, limit))
         return [self._job(r) for r in rows]  # type: ignore[misc]
 
     def jobs_in(self, *states: str) -> list[JobRow]:
@@ -287,8 +297,9 @@ class Registry:
         with self.tx() as db:
             db.execute(f"INSERT OR IGNORE INTO jobs ({cols}) VALUES ({','.join('?' * len(row))})", tuple(row.values()))
 
-    def active_job(self, model_name: str) -> JobRow | None:
-        return self._job(self._one(f"SELECT * FROM jobs WHERE model_name=? AND state IN {ACTIVE_STATES}", (model_name,)))
+    def active_job(self, model_name: str, kinds: tuple[str, ...] = TRAINING_KINDS) -> JobRow | None:
+        """A queued or running job of ``model_name`` (by default one that trains it)."""
+        return self._job(self._one(f"SELECT * FROM jobs WHERE model_name=? AND state IN {ACTIVE_STATES} AND kind IN {_marks(kinds)}", (model_name, *kinds)))
 
     def append_event(self, job_id: str, event: dict[str, Any]) -> int:
         with self.tx() as db:

@@ -71,6 +71,7 @@ def create_server(settings: Settings) -> Daemon:
     settings = check_settings(settings)
     app = Ember(settings)
     metrics = Metrics(app)
+    app.on_batch = metrics.observe_batch
     opts = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),

@@ -102,6 +102,8 @@ def job_event(job_id: str, seq: int, t: float, e: dict[str, Any]) -> job_pb2.Job
         eta_s=float(e["eta_s"]) if e.get("eta_s") is not None else -1.0,
         elapsed_s=float(e.get("elapsed_s") or 0.0),
         message=message,
+        rows_done=int(e.get("rows_done") or 0),
+        rows_total=int(e.get("rows_total") or 0),
     )
 
 
@@ -155,6 +157,7 @@ class Servicers:
             error=j.error or "",
             last_event=last,
             resumes_job_id=j.resumes_job_id or "",
+            artifact_id=j.spec.get("artifact_id", "") if j.kind == "BATCH_PREDICT" and j.state == "SUCCEEDED" else "",
         )
 
     def model(self, name: str) -> model_pb2.Model:
@@ -248,6 +251,10 @@ class ModelServicer(model_grpc.ModelServiceServicer):
         if r["proba"] is not None:
             out.probabilities.extend(r["proba"].astype("float32").ravel().tolist())
         return out
+
+    def BatchPredict(self, request, context):  # noqa: N802
+        job = self.app.batch_predict(request.model_name, self.s.version(request), _table(request.data), request.with_probabilities)
+        return model_pb.BatchPredictResponse(job=self.s.job(job))
 
     def Evaluate(self, request, context):  # noqa: N802
         scores, v = self.app.evaluate(request.model_name, self.s.version(request), self.s.frame(request.data), list(request.metrics), alive=context.is_active)

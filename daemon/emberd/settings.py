@@ -33,13 +33,15 @@ class Settings:
     max_message_bytes: int = 64 * 1024 * 1024  # larger requests get RESOURCE_EXHAUSTED
     cache_budget_bytes: int = 2 * 1024**3  # warm model cache (LRU) memory budget
     max_concurrent_jobs: int = 1  # training workers at once; more jobs queue
-    rpc_threads: int = 32  # must exceed max_streams + max_heavy_calls: the rest stay free for health and quick calls
+    rpc_threads: int = 48  # must exceed max_streams + max_heavy_calls: the rest stay free for health and quick calls
     torch_threads: int = 0  # intra-op threads for serving; 0 = all cores
     worker_start: str = "forkserver"  # how job workers start: forked from a warm forkserver, or "spawn" (cold, ~10 s of imports each)
     max_streams: int = 12  # long-lived streams at once (WatchJob, UploadDataset, DownloadArtifact, health Watch); more: RESOURCE_EXHAUSTED
-    max_heavy_calls: int = 8  # Predict/Evaluate/Embed/Dump/Export/Fit/Resume/Transfer at once; more: RESOURCE_EXHAUSTED
+    max_heavy_calls: int = 24  # Predict/Evaluate/Embed/Dump/Export/Fit/Resume/Transfer at once; more: RESOURCE_EXHAUSTED
     upload_idle_timeout_s: float = 60.0  # an upload stream that sends nothing for this long is cancelled
     max_predict_rows: int = 10_000  # rows per Predict/Evaluate/Embed call
+    batch_max_rows: int = 64  # dynamic batching: rows of concurrent Predict/Embed calls run as one batch; 1 = off
+    batch_max_delay_ms: float = 5.0  # how long a batch waits for more calls (only after a batch of several); 0 = off
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # pixels per image (Pillow's bomb guard); larger: INVALID_ARGUMENT
     max_json_depth: int = 16  # nesting of JSON a caller sends (rows, hyperparameter values)
     keep_versions: int = 0  # retention: versions kept per model after a fit (aliased and current always); 0 = all
@@ -95,6 +97,10 @@ def check_settings(settings: Settings) -> Settings:
     for name in ("metrics_port", "http_port"):
         if not -1 <= getattr(s, name) <= 65535:
             raise SystemExit(f"emberd: {name} must be -1 (off), 0 (any free port) or a port, got {getattr(s, name)}")
+    if not 1 <= s.batch_max_rows <= 65_536:
+        raise SystemExit(f"emberd: batch_max_rows must be 1 (no batching) to 65536, got {s.batch_max_rows}")
+    if not 0 <= s.batch_max_delay_ms <= 1000:
+        raise SystemExit(f"emberd: batch_max_delay_ms must be 0 (no batching) to 1000 ms, got {s.batch_max_delay_ms}")
     if not (s.drain_s >= 0):
         raise SystemExit(f"emberd: drain_s must be >= 0, got {s.drain_s}")
     if not (s.upload_idle_timeout_s > 0):

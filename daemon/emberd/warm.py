@@ -24,7 +24,7 @@ METHODS = ("forkserver", "spawn")  # spawn: a fresh interpreter per child (the c
 MODULES = [
     "torch", "lightning.pytorch", "transformers", "timm", "tokenizers", "safetensors.torch",
     "onnx", "onnxruntime", "onnxscript", "torch.onnx",
-    "emberd.engine", "emberd.engine.training", "emberd.engine.models", "emberd.engine.export", "emberd.worker",
+    "emberd.engine", "emberd.engine.training", "emberd.engine.models", "emberd.engine.export", "emberd.worker", "emberd.batch",
 ]
 
 

@@ -1,7 +1,7 @@
-"""A training job's worker process: forked from the daemon's forkserver (a process that
-imported torch, Lightning and transformers once and never ran a gRPC thread; see
-``emberd.warm``), or spawned (``--worker-start spawn``); never forked from the gRPC
-server itself. It runs one engine fit and reports over a queue. It dies with the daemon
+"""A job's worker process: forked from the daemon's forkserver (a process that imported
+torch, Lightning and transformers once and never ran a gRPC thread; see ``emberd.warm``),
+or spawned (``--worker-start spawn``); never forked from the gRPC server itself. It runs
+one engine fit (or a batch prediction, ``emberd.batch``) and reports over a queue. It dies with the daemon
 (``warm.die_with_daemon``), so a restarted daemon never races an orphan for a model's folder.
 
 A distributed job has one worker per rank, each started with torchrun's environment
@@ -21,7 +21,7 @@ import sys
 import traceback
 from typing import Any
 
-KINDS = ("FIT", "RESUME", "TRANSFER")
+KINDS = ("FIT", "RESUME", "TRANSFER", "BATCH_PREDICT")
 
 
 def _json_safe(obj: Any) -> Any:
@@ -61,6 +61,11 @@ def run_job(spec: dict[str, Any], queue: Any) -> None:
         queue.put((rank, "event", _json_safe(event)))
 
     try:
+        if spec["kind"] == "BATCH_PREDICT":
+            from .batch import run
+
+            queue.put((rank, "done", _json_safe(run(spec, emit))))
+            return
         p = fit(spec, emit)
         emit({"kind": "state", "state": "rank_finished", **p.fit_summary["distributed"]})
         queue.put((rank, "done", _json_safe({"version": p.version, "summary": p.fit_summary})))

@@ -4,6 +4,7 @@
     ember fit MODEL TABLE --label COL [--time-limit S] [--hp KEY=JSON ...] [--devices N]
     ember resume MODEL [TABLE] [--devices N] | transfer MODEL DUMP_ARTIFACT TABLE --label COL
     ember dump MODEL DEST | predict MODEL TABLE
+    ember batch-predict MODEL TABLE DEST [--proba] [--server-path]   (any size: a job; DEST/predictions.parquet)
     ember export MODEL DEST [--backbones] [--parity-rows TABLE]
     ember onnx-predict BUNDLE TABLE      (onnxruntime only: no daemon, no torch)
 """
@@ -64,7 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--opset", type=int, default=0, help="ONNX opset (default: the daemon's, 18)")
     o = sub.add_parser("onnx-predict"); o.add_argument("bundle"); o.add_argument("table")
     pr = sub.add_parser("predict"); pr.add_argument("model"); pr.add_argument("table")
-    for p in (d, e, pr):
+    bp = sub.add_parser("batch-predict", help="predict a table of any size in a job; writes DEST/predictions.parquet")
+    bp.add_argument("model"); bp.add_argument("table"); bp.add_argument("dest", help="folder to write predictions.parquet into")
+    bp.add_argument("--proba", action="store_true", help="also write class probabilities (proba_<class> columns)")
+    bp.add_argument("--server-path", action="store_true", help="TABLE is a file under the daemon's --data-roots (not uploaded)")
+    for p in (d, e, pr, bp):
         p.add_argument("--version", type=int, default=0, help="the version (default: the current one)")
         p.add_argument("--alias", default="", help="the version an alias names (SetAlias)")
     dv = sub.add_parser("delete-version", help="delete one version (not the current one, nor one an alias names)")
@@ -124,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps([{"bbox": [b.x1, b.y1, b.x2, b.y2], "score": b.score, "class": b.label} for b in found.boxes]))
             for v in (r.labels or r.values):
                 print(v)
+        elif args.cmd == "batch-predict":
+            where = {"server_path": args.table} if args.server_path else {"data": args.table}
+            job = client.batch_predict(args.model, **where, version=args.version, alias=args.alias, probabilities=args.proba)
+            print(f"job {job.id}: {len(client.batch_result(job, args.dest))} rows -> {args.dest}/predictions.parquet")
         elif args.cmd == "delete-version":
             client.delete_version(args.model, args.version)
             print(f"deleted {args.model} v{args.version}")

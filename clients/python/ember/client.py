@@ -52,7 +52,7 @@ DEFAULT_TIMEOUTS: dict[str, float | None] = {
     "GetJob": 15.0, "ListJobs": 15.0, "CancelJob": 60.0, "WatchJob": None,
     "GetDataset": 15.0, "ListDatasets": 15.0, "DeleteDataset": 60.0, "UploadDataset": 1800.0,
     "Fit": 600.0, "Resume": 600.0, "Transfer": 600.0,  # validation reads the whole table
-    "Predict": 300.0, "Evaluate": 600.0, "Embed": 300.0,
+    "Predict": 300.0, "Evaluate": 600.0, "Embed": 300.0, "BatchPredict": 600.0,
     "Dump": 1800.0, "Export": 3600.0, "DownloadArtifact": 3600.0,
 }
 # Calls whose repetition changes nothing: gRPC retries them on UNAVAILABLE (the daemon
@@ -381,6 +381,38 @@ class Client:
         r = self._rpc(self.models.Embed, model_pb.EmbedRequest(model_name=model, version=version, alias=alias, data=data))
         return np.asarray(r.values, dtype=np.float32).reshape(-1, r.dim)
 
+    def batch_predict(
+        self, model: str, data: pd.DataFrame | str | None = None, *, server_path: str = "", version: int = 0, alias: str = "",
+        probabilities: bool = False,
+    ) -> job_pb2.Job:
+        """Predict every row of a table of any size in a job (no row cap); returns the Job.
+        ``data``: a frame or a local file (uploaded), or a dataset id; or ``server_path``: a
+        file under the daemon's ``--data-roots``. ``batch_result(job)`` waits and fetches it."""
+        if (data is None) == (not server_path):
+            raise ValueError("give data (a frame, a local file or a dataset id) or server_path, not both")
+        table = table_pb2.TableData(path=server_path) if server_path else self.table(data, "batch_predict")
+        req = model_pb.BatchPredictRequest(model_name=model, version=version, alias=alias, data=table, with_probabilities=probabilities)
+        return self._rpc(self.models.BatchPredict, req).job
+
+    def batch_result(self, job: job_pb2.Job, dest: str | os.PathLike | None = None, *, progress: bool = True) -> pd.DataFrame:
+        """Wait for a batch prediction (a progress bar over its rows), download its
+        ``predictions.parquet`` into the folder ``dest`` (default: a temporary one, removed)
+        and return it as a frame, one row per input row in input order. A job that did not
+        succeed raises EmberRpcError with its error."""
+        import tempfile
+
+        job = self.wait(job, progress=progress, description="batch-predict")
+        if job.state != job_pb2.JOB_STATE_SUCCEEDED:
+            state = job_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_")
+            raise EmberRpcError(grpc.StatusCode.ABORTED, f"batch prediction {job.id} of {job.model_name} ended {state}: {job.error}")
+        if dest is not None:
+            return pd.read_parquet(self._download_predictions(job, dest))
+        with tempfile.TemporaryDirectory(prefix="ember-predictions-") as tmp:
+            return pd.read_parquet(self._download_predictions(job, tmp))
+
+    def _download_predictions(self, job: job_pb2.Job, dest: str | os.PathLike) -> Path:
+        return next(p for p in self.download(job.artifact_id, dest) if p.name == "predictions.parquet")
+
     def dump(self, model: str, version: int = 0, *, alias: str = "") -> model_pb.Artifact:
         return self._rpc(self.models.Dump, model_pb.DumpRequest(model_name=model, version=version, alias=alias)).artifact
 
@@ -440,7 +472,8 @@ class Client:
             raise EmberRpcError.from_grpc(e) from None
 
     def wait(self, job: job_pb2.Job, *, progress: bool = True, description: str = "fit") -> job_pb2.Job:
-        """Follow a job to its end (a progress bar over its time budget), and return it."""
+        """Follow a job to its end (a progress bar over its time budget, or a batch
+        prediction's rows), and return it."""
         from tqdm.auto import tqdm
 
         bar = tqdm(total=100, desc=f"{description} {job.model_name}", unit="%", disable=not progress, leave=True,
@@ -453,7 +486,11 @@ class Client:
                 for r in self.watch(job.id, after_seq=seq):
                     lost_since = None
                     seq, e, last = r.event.seq, r.event, r.job
-                    if e.kind == job_pb2.JOB_EVENT_KIND_PROGRESS:
+                    if e.kind == job_pb2.JOB_EVENT_KIND_PROGRESS and e.rows_total:  # a batch prediction
+                        bar.n = 100.0 * e.rows_done / e.rows_total
+                        bar.set_postfix_str(f"{e.rows_done}/{e.rows_total} rows {e.samples_per_s:.0f} rows/s", refresh=False)
+                        bar.refresh()
+                    elif e.kind == job_pb2.JOB_EVENT_KIND_PROGRESS:
                         total = e.elapsed_s + max(e.eta_s, 0.0)
                         if e.eta_s >= 0 and total > 0:
                             bar.n = min(100.0, 100.0 * e.elapsed_s / total)

@@ -6,6 +6,7 @@ on it.
 """
 
 from .config import Config
+from .detection import data as _detection_data  # noqa: F401 - registers the COCO (.json) table reader
 from .errors import EmberError, FailedPrecondition, InvalidArgument, NotFound, Unsupported
 from .predictor import Predictor
 

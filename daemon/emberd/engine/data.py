@@ -12,14 +12,14 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .errors import FailedPrecondition, InvalidArgument, NotFound
 
-__all__ = ["load_table", "read_jsonl", "records_frame", "parse_json", "numeric_values", "Schema", "infer_schema", "IMAGE_SUFFIXES"]
+__all__ = ["load_table", "register_table_reader", "read_jsonl", "records_frame", "parse_json", "numeric_values", "Schema", "infer_schema", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 PROBLEM_TYPES = ("binary", "multiclass", "regression")
@@ -96,31 +96,41 @@ def read_jsonl(path: str | os.PathLike, what: str = "data") -> pd.DataFrame:
     return records_frame(records, what)
 
 
+# ---- table readers: a file's suffix to the function that reads it -------------------------
+TableReader = Callable[[Path, str], pd.DataFrame]  # (path, what the caller calls it) -> rows
+_READERS: dict[str, TableReader] = {}
+_FORMATS: list[str] = []  # what the readers read, for the error naming them
+
+
+def register_table_reader(suffixes: Sequence[str], reader: TableReader, name: str) -> None:
+    """``load_table`` reads paths ending in one of ``suffixes`` (lower case, with the dot)
+    with ``reader``; ``name`` says what they hold, for the refusal of other files. A
+    problem type with its own file format registers it (detection: COCO annotations)."""
+    for suffix in suffixes:
+        _READERS[suffix] = reader
+    _FORMATS.append(name)
+
+
+register_table_reader((".parquet", ".pq"), lambda path, what: pd.read_parquet(path), ".parquet")
+register_table_reader((".csv",), lambda path, what: pd.read_csv(path), ".csv")
+register_table_reader((".tsv", ".tab"), lambda path, what: pd.read_csv(path, sep="\t"), ".tsv")
+register_table_reader((".jsonl", ".ndjson"), read_jsonl, ".jsonl")
+
+
 def load_table(data: pd.DataFrame | str | os.PathLike, *, what: str = "data") -> pd.DataFrame:
-    """A DataFrame as given, or read from a Parquet, CSV, TSV or JSON Lines path, or from
-    COCO-style annotations (a ``.json`` path: the detection form, see
-    ``detection.data.load_coco``)."""
+    """A DataFrame as given, or read from a path by the reader registered for its suffix
+    (Parquet, CSV, TSV, JSON Lines; COCO-style annotations once ``detection.data`` is loaded,
+    as importing ``emberd.engine`` does)."""
     if isinstance(data, pd.DataFrame):
         df = data
     elif isinstance(data, (str, os.PathLike)):
         path = Path(data)
         if not path.exists():
             raise NotFound(f"{what}: no such file {str(path)!r}")
-        suffix = path.suffix.lower()
-        if suffix in (".parquet", ".pq"):
-            df = pd.read_parquet(path)
-        elif suffix in (".tsv", ".tab"):
-            df = pd.read_csv(path, sep="\t")
-        elif suffix == ".csv":
-            df = pd.read_csv(path)
-        elif suffix in (".jsonl", ".ndjson"):
-            df = read_jsonl(path, what)
-        elif suffix == ".json":  # COCO-style detection annotations
-            from .detection.data import load_coco
-
-            df = load_coco(path)
-        else:
-            raise InvalidArgument(f"{what}: cannot read {path.name!r}; give a .parquet, .csv, .tsv or .jsonl file, COCO annotations (.json) or a DataFrame")
+        reader = _READERS.get(path.suffix.lower())
+        if reader is None:
+            raise InvalidArgument(f"{what}: cannot read {path.name!r}; give a {', '.join(_FORMATS)} file or a DataFrame")
+        df = reader(path, what)
     else:
         raise InvalidArgument(f"{what}: expected a pandas DataFrame or a file path, got {type(data).__name__}")
     if len(df) == 0:

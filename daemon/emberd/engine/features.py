@@ -28,7 +28,7 @@ from PIL import UnidentifiedImageError
 
 # One definition of image decoding and pair truncation, shared with the torch-free ONNX
 # runner: a bundle's predictions are made from exactly the inputs training saw.
-from ember.onnx import image_array, truncate_pair
+from ember.preprocess import image_array, truncate_pair
 
 from .data import Schema, numeric_values
 from .errors import FailedPrecondition, InvalidArgument
@@ -51,7 +51,7 @@ def _load_kernel_ops() -> Any:
     except ImportError as e:
         raise FailedPrecondition(
             f"env.kernels='ops' needs the compiled ember_kernels extension, which cannot be imported ({e}). "
-            "Build it with `.venv/bin/pip install --no-build-isolation -e .` (make install), "
+            "Build it with `.venv/bin/pip install --no-build-isolation -e ./kernels` (make install), "
             "or set env.kernels='reference' to run the eager torch code instead"
         ) from e
     return ember_kernels.ops

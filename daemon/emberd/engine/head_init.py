@@ -9,6 +9,8 @@ trained by the ordinary linear-probe phase instead."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 from torch import nn
@@ -16,13 +18,25 @@ from torch import nn
 from .features import Collator, Encoded, LengthBuckets
 
 
+def _fast_dtype(device: torch.device) -> torch.dtype | None:
+    """bfloat16 where the hardware multiplies it natively (oneDNN on AVX512-BF16/AMX CPUs,
+    Ampere+ GPUs): the probe's forward pass runs ~1.7x faster and the probe only needs
+    features to three digits; fine-tuning itself stays in the model's own precision."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+
+
 @torch.no_grad()
 def _features(net: nn.Module, collator: Collator, rows: np.ndarray, lengths: np.ndarray, batch_size: int) -> torch.Tensor:
     out = []
     order = []
+    device = next(net.parameters()).device
+    dtype = _fast_dtype(device)
     for batch in LengthBuckets(lengths[rows], batch_size, shuffle=False):
         idx = rows[batch]
-        out.append(torch.cat(net.features(collator(idx.tolist())), -1))
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            out.append(torch.cat(net.features(collator(idx.tolist())), -1).float())
         order.append(idx)
     feats = torch.cat(out)
     perm = np.argsort(np.concatenate(order))
@@ -75,22 +89,29 @@ def fit_linear_head(
     take = np.sort(np.random.default_rng(seed).permutation(enc.n)[: min(rows, enc.n)])
     was_training = net.training
     net.eval()
+    t0 = time.monotonic()
     try:
         x = _features(net, collator, take, lengths, batch_size).float()
     finally:
         net.train(was_training)
+    t1 = time.monotonic()
     y = enc.labels[torch.as_tensor(take)]
     w0, b0 = linear.weight.detach(), linear.bias.detach()
     cut = max(1, len(take) // 5)
-    held = {}
-    for l2 in penalties:
-        w, b = _fit(x[cut:], y[cut:], w0, b0, regression, l2)
+    held, solved = {}, {}
+    w, b = w0, b0
+    for l2 in sorted(penalties, reverse=True):  # strongest first: each solution starts the next
+        w, b = solved[l2] = _fit(x[cut:], y[cut:], w, b, regression, l2)
         with torch.no_grad():
             held[l2] = float(_loss(x[:cut], y[:cut], w, b, regression))
     best = min(held, key=held.get)
-    w, b = _fit(x, y, w0, b0, regression, best)
+    w, b = _fit(x, y, *solved[best], regression, best)
     with torch.no_grad():
         before = float(_loss(x[:cut], y[:cut], w0, b0, regression))
         linear.weight.copy_(w)
         linear.bias.copy_(b)
-    return {"rows": len(take), "l2": best, "heldout_loss_before": before, "heldout_loss": held[best]}
+    t2 = time.monotonic()
+    return {
+        "rows": len(take), "l2": best, "heldout_loss_before": before, "heldout_loss": held[best],
+        "features_s": round(t1 - t0, 3), "fit_s": round(t2 - t1, 3),
+    }

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+from ember.preprocess import image_source
+
 from .errors import InvalidArgument, NotFound, PermissionDenied
 
 __all__ = [
@@ -156,14 +158,12 @@ def is_image_path(value: Any) -> bool:
 
 def image_bytes(value: Any, what: str = "image", *, policy: ReadPolicy | None = None) -> bytes:
     """An image cell's encoded bytes: a path is read under the read policy; inline bytes and
-    base64 data URIs (RFC 2397) as the ONNX runner reads them (``ember.onnx.image_source``).
+    base64 data URIs (RFC 2397) as the ONNX runner reads them (``ember.preprocess.image_source``).
     A malformed URI is INVALID_ARGUMENT."""
     if is_image_path(value):
         return read_regular_file(value, what, policy=policy)
     if not isinstance(value, (str, bytes, bytearray)):
         raise InvalidArgument(f"{what}: an image cell holds a path, bytes or a data URI, not {type(value).__name__}")
-    from ember.onnx import image_source
-
     try:
         return image_source(value).getvalue()
     except ValueError as e:  # a header that is not base64, or bytes that are not (binascii.Error)

@@ -15,6 +15,7 @@ class JobKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_KIND_FIT: _ClassVar[JobKind]
     JOB_KIND_RESUME: _ClassVar[JobKind]
     JOB_KIND_TRANSFER: _ClassVar[JobKind]
+    JOB_KIND_BATCH_PREDICT: _ClassVar[JobKind]
 
 class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -37,6 +38,7 @@ JOB_KIND_UNSPECIFIED: JobKind
 JOB_KIND_FIT: JobKind
 JOB_KIND_RESUME: JobKind
 JOB_KIND_TRANSFER: JobKind
+JOB_KIND_BATCH_PREDICT: JobKind
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
@@ -51,7 +53,7 @@ JOB_EVENT_KIND_VALIDATION: JobEventKind
 JOB_EVENT_KIND_CHECKPOINT: JobEventKind
 
 class Job(_message.Message):
-    __slots__ = ("id", "model_name", "kind", "state", "create_time", "update_time", "version", "error", "last_event", "resumes_job_id")
+    __slots__ = ("id", "model_name", "kind", "state", "create_time", "update_time", "version", "error", "last_event", "resumes_job_id", "artifact_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +64,7 @@ class Job(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     LAST_EVENT_FIELD_NUMBER: _ClassVar[int]
     RESUMES_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     model_name: str
     kind: JobKind
@@ -72,10 +75,11 @@ class Job(_message.Message):
     error: str
     last_event: JobEvent
     resumes_job_id: str
-    def __init__(self, id: _Optional[str] = ..., model_name: _Optional[str] = ..., kind: _Optional[_Union[JobKind, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., error: _Optional[str] = ..., last_event: _Optional[_Union[JobEvent, _Mapping]] = ..., resumes_job_id: _Optional[str] = ...) -> None: ...
+    artifact_id: str
+    def __init__(self, id: _Optional[str] = ..., model_name: _Optional[str] = ..., kind: _Optional[_Union[JobKind, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., error: _Optional[str] = ..., last_event: _Optional[_Union[JobEvent, _Mapping]] = ..., resumes_job_id: _Optional[str] = ..., artifact_id: _Optional[str] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("job_id", "seq", "time", "kind", "state", "epoch", "step", "loss", "samples_per_s", "val_score", "eta_s", "elapsed_s", "message")
+    __slots__ = ("job_id", "seq", "time", "kind", "state", "epoch", "step", "loss", "samples_per_s", "val_score", "eta_s", "elapsed_s", "message", "rows_done", "rows_total")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +93,8 @@ class JobEvent(_message.Message):
     ETA_S_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_S_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_DONE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     seq: int
     time: _timestamp_pb2.Timestamp
@@ -102,4 +108,6 @@ class JobEvent(_message.Message):
     eta_s: float
     elapsed_s: float
     message: str
-    def __init__(self, job_id: _Optional[str] = ..., seq: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[JobEventKind, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., epoch: _Optional[int] = ..., step: _Optional[int] = ..., loss: _Optional[float] = ..., samples_per_s: _Optional[float] = ..., val_score: _Optional[float] = ..., eta_s: _Optional[float] = ..., elapsed_s: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
+    rows_done: int
+    rows_total: int
+    def __init__(self, job_id: _Optional[str] = ..., seq: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[JobEventKind, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., epoch: _Optional[int] = ..., step: _Optional[int] = ..., loss: _Optional[float] = ..., samples_per_s: _Optional[float] = ..., val_score: _Optional[float] = ..., eta_s: _Optional[float] = ..., elapsed_s: _Optional[float] = ..., message: _Optional[str] = ..., rows_done: _Optional[int] = ..., rows_total: _Optional[int] = ...) -> None: ...

@@ -359,3 +359,23 @@ class DeleteAliasResponse(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     model: _model_pb2.Model
     def __init__(self, model: _Optional[_Union[_model_pb2.Model, _Mapping]] = ...) -> None: ...
+
+class BatchPredictRequest(_message.Message):
+    __slots__ = ("model_name", "version", "data", "with_probabilities", "alias")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    WITH_PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    version: int
+    data: _table_pb2.TableData
+    with_probabilities: bool
+    alias: str
+    def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ..., data: _Optional[_Union[_table_pb2.TableData, _Mapping]] = ..., with_probabilities: _Optional[bool] = ..., alias: _Optional[str] = ...) -> None: ...
+
+class BatchPredictResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: _job_pb2.Job
+    def __init__(self, job: _Optional[_Union[_job_pb2.Job, _Mapping]] = ...) -> None: ...

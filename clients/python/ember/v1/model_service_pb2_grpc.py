@@ -112,6 +112,11 @@ class ModelServiceStub:
                 request_serializer=ember_dot_v1_dot_model__service__pb2.DeleteAliasRequest.SerializeToString,
                 response_deserializer=ember_dot_v1_dot_model__service__pb2.DeleteAliasResponse.FromString,
                 _registered_method=True)
+        self.BatchPredict = channel.unary_unary(
+                '/ember.v1.ModelService/BatchPredict',
+                request_serializer=ember_dot_v1_dot_model__service__pb2.BatchPredictRequest.SerializeToString,
+                response_deserializer=ember_dot_v1_dot_model__service__pb2.BatchPredictResponse.FromString,
+                _registered_method=True)
 
 
 class ModelServiceServicer:
@@ -226,6 +231,16 @@ class ModelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchPredict(self, request, context):
+        """Predicts every row of a table of any size in a job (no row cap, no RPC thread held):
+        the request is validated at once (model, version, table, columns) and a Job returned;
+        WatchJob streams rows done / total, rows/s and ETA; on success Job.artifact_id names a
+        "predictions" artifact (predictions.parquet, one row per input row, in input order).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -303,6 +318,11 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     servicer.DeleteAlias,
                     request_deserializer=ember_dot_v1_dot_model__service__pb2.DeleteAliasRequest.FromString,
                     response_serializer=ember_dot_v1_dot_model__service__pb2.DeleteAliasResponse.SerializeToString,
+            ),
+            'BatchPredict': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchPredict,
+                    request_deserializer=ember_dot_v1_dot_model__service__pb2.BatchPredictRequest.FromString,
+                    response_serializer=ember_dot_v1_dot_model__service__pb2.BatchPredictResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -713,6 +733,33 @@ class ModelService:
             '/ember.v1.ModelService/DeleteAlias',
             ember_dot_v1_dot_model__service__pb2.DeleteAliasRequest.SerializeToString,
             ember_dot_v1_dot_model__service__pb2.DeleteAliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchPredict(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ember.v1.ModelService/BatchPredict',
+            ember_dot_v1_dot_model__service__pb2.BatchPredictRequest.SerializeToString,
+            ember_dot_v1_dot_model__service__pb2.BatchPredictResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageOps
 
 
-from ..data import JsonTooDeep, Schema, _looks_like_image, parse_json
+from ..data import JsonTooDeep, Schema, _looks_like_image, parse_json, register_table_reader
 from ..errors import InvalidArgument, NotFound
 from ..features import decode_images
 from ..sources import open_image
@@ -71,6 +71,10 @@ def load_coco(path: str | os.PathLike, image_root: str | os.PathLike | None = No
             label: [per_image[im["id"]][1] for im in images],
         }
     )
+
+
+# a ``.json`` table path (a fit's data, the daemon's uploads) is read as COCO annotations
+register_table_reader((".json",), lambda path, what: load_coco(path), "COCO annotations (.json)")
 
 
 def _json_list(value: Any) -> Any:
