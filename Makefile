@@ -68,6 +68,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(EXAMPLES) $(PY) bench/train_throughput.py
+	$(EXAMPLES) $(PY) bench/continued_fit.py
 	$(EXAMPLES) $(PY) bench/budget_curve.py
 	$(EXAMPLES) $(PY) bench/job_start.py
 	$(EXAMPLES) $(PY) bench/job_start.py --model minilm

@@ -4,6 +4,8 @@ A checkpoint is a nested structure of dicts, lists, tuples, scalars and tensors.
 into the safetensors body under their path; the rest is a JSON skeleton stored in the
 file's metadata, with ``{"$t": key}`` where a tensor was. Anything else (an arbitrary
 object) is refused: nothing is ever unpickled on load. Writes are atomic (``storage``).
+Training wraps it in Lightning's ``AsyncCheckpointIO``: the step that checkpoints pays for a
+copy of the tensors, and a thread writes the file while training goes on.
 """
 
 from __future__ import annotations
@@ -82,7 +84,11 @@ class SafeCheckpointIO(CheckpointIO):
     """Lightning's checkpoint storage, as atomic safetensors files (no ``torch.save``)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        """``storage_options`` may hold ``on_written``, called once the file is whole (on the
+        writer thread when ``AsyncCheckpointIO`` wraps this)."""
         save_checkpoint(checkpoint, path)
+        if storage_options and "on_written" in storage_options:
+            storage_options["on_written"]()
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: Any = None) -> dict[str, Any]:
         return load_checkpoint(path)

@@ -130,6 +130,12 @@ class FusionConfig:
 class OptimConfig:
     lr: float = _f(1e-4, "peak learning rate of the backbones (0: steps change no weight; a new head is still fitted exactly first)", _ge(0.0, 10.0))
     lr_decay: float = _f(0.9, "layer-wise decay: a backbone layer's lr is lr * lr_decay ** (layers above it)", _fraction())
+    continued_lr_scale: float = _f(
+        0.5,
+        "a continued fit's peak learning rates are this fraction of a first fit's (its weights are fine-tuned already: "
+        "smaller steps learn the new rows without first undoing what the parent knows)",
+        _fraction(),
+    )
     lr_mult: float = _f(10.0, "the heads' (and fusion MLP's) learning rate is lr * lr_mult", Range(0.0, 1e4, low_open=True))
     weight_decay: float = _f(1e-3, "AdamW weight decay (not on biases and norms)", _ge(0.0, 10.0))
     warmup_steps: float = _f(0.05, "fraction of the run spent warming the learning rate up", _fraction(low_open=False, high_open=True))

@@ -324,6 +324,13 @@ class Predictor:
         }
         parent = run["parent_version"]
         if parent is not None:
+            # Training did not beat the parent on the holdout: the new version keeps the
+            # parent's weights (it still records the new rows' lineage and holdout), and says so.
+            metrics["kept_parent"] = result.averaged_steps == [0]
+            if metrics["kept_parent"]:
+                emit({"kind": "state", "state": "kept_parent", "parent_version": parent, "val_score": result.best_score,
+                      "message": f"{result.steps} steps on the new rows did not beat version {parent} on the holdout; "
+                                 "the new version keeps its weights"})
             metrics["forgetting"] = self._forgetting(store, parent, model, run["metric"])
         val_frame = val_df.iloc[val_enc.kept_rows].reset_index(drop=True)
         version = store.publish_version(

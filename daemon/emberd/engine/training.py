@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
+from lightning.pytorch.plugins.io import AsyncCheckpointIO
 import numpy as np
 import torch
 from torch import nn
@@ -27,11 +28,12 @@ from .models import MultimodalNet
 
 
 class LitModel(L.LightningModule):
-    def __init__(self, net: MultimodalNet, problem_type: str, cfg: Config) -> None:
+    def __init__(self, net: MultimodalNet, problem_type: str, cfg: Config, lr_scale: float = 1.0) -> None:
         super().__init__()
         self.net = net
         self.regression = problem_type == "regression"
         self.cfg = cfg
+        self.lr_scale = lr_scale  # a continued fit's optim.continued_lr_scale
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         out = self.net(batch)
@@ -42,7 +44,8 @@ class LitModel(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """AdamW; heads at ``lr * lr_mult``; a transformer backbone's layers at
         ``lr * lr_decay ** depth`` counted from the top (layer-wise decay, as AutoMM), so the
-        lower layers stay near their pretrained weights; no decay on biases and norms."""
+        lower layers stay near their pretrained weights; no decay on biases and norms. All of
+        them times ``lr_scale`` (a continued fit's smaller steps)."""
         o = self.cfg.optim
         head = {id(p) for p in self.net.head_parameters()}
         depth = _layer_depths(self.net)
@@ -51,7 +54,7 @@ class LitModel(L.LightningModule):
             if not p.requires_grad:
                 continue
             no_decay = p.ndim < 2 or "norm" in name.lower()
-            lr = o.lr * o.lr_mult if id(p) in head else o.lr * o.lr_decay ** depth.get(name, 0)
+            lr = self.lr_scale * (o.lr * o.lr_mult if id(p) in head else o.lr * o.lr_decay ** depth.get(name, 0))
             groups.setdefault((lr, no_decay), []).append(p)
         param_groups = [
             {"params": params, "lr": lr, "base_lr": lr, "weight_decay": 0.0 if no_decay else o.weight_decay}
@@ -158,18 +161,27 @@ def train(
         s, loss = broadcast_floats([s, loss])
         return s, loss
 
-    # What one validation costs, from a probe forward (the second of two: the first pays
-    # warm-up), until the first real validation measures it.
-    probe_rows = np.arange(min(32, val_enc.n))
-    for _ in range(2):
-        t_probe = time.monotonic()
-        raw_outputs(net, val_collator, val_lengths[probe_rows], cfg.env.eval_batch_size)
-        t_probe = time.monotonic() - t_probe
-    val_estimate = t_probe / len(probe_rows) * val_enc.n
+    start = None
+    if not fresh_head and resume_from is None:
+        # A continued fit scores its parent on the holdout once: that measures what a
+        # validation costs, and the parent joins the candidates at step 0 with this score.
+        t_eval = time.monotonic()
+        start = evaluate()
+        val_estimate = time.monotonic() - t_eval
+        emit({"kind": "state", "state": "parent_validated", "score": start[0], "seconds": val_estimate})
+    else:
+        # What one validation costs, from a probe forward (the second of two: the first pays
+        # warm-up), until the first real validation measures it.
+        probe_rows = np.arange(min(32, val_enc.n))
+        for _ in range(2):
+            t_probe = time.monotonic()
+            raw_outputs(net, val_collator, val_lengths[probe_rows], cfg.env.eval_batch_size)
+            t_probe = time.monotonic() - t_probe
+        val_estimate = t_probe / len(probe_rows) * val_enc.n
     steps_per_epoch = len(sampler)
     budget, validator = budget_and_validator(
         cfg, evaluate, higher_is_better(metric), val_estimate=val_estimate, time_limit=time_limit, started=started,
-        steps_per_epoch=steps_per_epoch, net=net, checkpoint_path=checkpoint_path, emit=emit, start_candidate=not fresh_head,
+        steps_per_epoch=steps_per_epoch, net=net, checkpoint_path=checkpoint_path, emit=emit, start=start,
     )
 
     # On several ranks only rank 0 fits the head: DDP starts every rank from rank 0's weights.
@@ -186,7 +198,7 @@ def train(
     backbones = [net.encoders[k] for k in ("text", "image") if k in net.encoders]
     if cfg.optim.linear_probe_frac > 0 and backbones and net.fusion is not None:
         callbacks.insert(2, LinearProbe(backbones, schedule, cfg.optim.linear_probe_frac))
-    lit = LitModel(net, schema.problem_type, cfg)
+    lit = LitModel(net, schema.problem_type, cfg, lr_scale=1.0 if fresh_head else cfg.optim.continued_lr_scale)
     return run_lightning(
         lit, loader, cfg, budget=budget, validator=validator, progress=progress, callbacks=callbacks,
         time_limit=time_limit, resume_from=resume_from, scale=scale,
@@ -205,11 +217,11 @@ def budget_and_validator(
     net: nn.Module,
     checkpoint_path: Path,
     emit: Callable[[dict[str, Any]], None],
-    start_candidate: bool = False,
+    start: tuple[float, float] | None = None,
 ) -> tuple[TimeBudget, Validator]:
     """The run's time budget (reserving the final validation, the soup's evaluations and
     writing the model) and its validator (every ``val_check_interval`` of an epoch;
-    ``start_candidate``: also the starting weights, for a continued fit)."""
+    ``start``: the starting weights' validation, a candidate at step 0, for a continued fit)."""
     validator: Validator
 
     def reserve() -> float:
@@ -231,7 +243,7 @@ def budget_and_validator(
         checkpoint_interval_s=cfg.optim.checkpoint_interval_s,
         budget=budget,
         emit=emit,
-        start_candidate=start_candidate,
+        start=start,
     )
     return budget, validator
 
@@ -262,7 +274,7 @@ def run_lightning(
         num_sanity_val_steps=0,
         limit_val_batches=0,
         use_distributed_sampler=False,
-        plugins=[SafeCheckpointIO()],
+        plugins=[AsyncCheckpointIO(SafeCheckpointIO())],  # checkpoints are written while training goes on
         callbacks=callbacks,
         **trainer_options,
     )

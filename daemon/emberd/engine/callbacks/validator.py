@@ -1,12 +1,15 @@
 """Validation on the holdout inside the training loop (at a fraction of an epoch, and once
 at the end): keeps the top-k weights by the eval metric (ties: lower validation loss),
-writes ``last.ckpt`` atomically at most every ``checkpoint_interval_s``, stops early on
+writes ``last.ckpt`` atomically at most every ``checkpoint_interval_s`` (in the background:
+the ``checkpoint`` event comes once the file is whole), stops early on
 patience, and at the end averages the top-k greedily (AutoMM's greedy soup: a checkpoint
 joins the average only if the average scores at least as well).
 
-A continued fit (``start_candidate``) first validates the weights it starts from, which
-stay a candidate like any checkpoint: the result never validates worse than the parent
-version, and the soup can average the new weights with the parent's (as WiSE-FT does).
+A continued fit scores the weights it starts from once, before training (``start``: that
+validation also sizes the time budget's reserve); they join the candidates at step 0 like
+any checkpoint, without another validation: the result never validates worse than the
+parent version, and the soup can average the new weights with the parent's (as WiSE-FT
+does).
 
 On several ranks every rank runs this callback: the scores come from rank 0 (see
 ``training.train``), so all ranks keep the same snapshots and take the same decisions;
@@ -14,13 +17,14 @@ whether to checkpoint is rank 0's call, and Lightning writes the file on rank 0 
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
 
-from ..distributed import from_rank0
+from ..distributed import broadcast_floats, from_rank0
 from ..faults import fault
 from .time_budget import TimeBudget
 
@@ -41,10 +45,10 @@ class Validator(L.Callback):
         checkpoint_interval_s: float,
         budget: TimeBudget,
         emit: Callable[[dict[str, Any]], None],
-        start_candidate: bool = False,
+        start: tuple[float, float] | None = None,
     ) -> None:
         self.evaluate = evaluate
-        self.start_candidate = start_candidate
+        self.start = start  # the starting weights' (score, loss) on rank 0, for a continued fit
         self.sign = 1.0 if higher_is_better else -1.0
         self.every_steps = max(1, every_steps)
         self.patience = patience
@@ -60,6 +64,7 @@ class Validator(L.Callback):
         self.last_eval_s = 0.0  # duration of the last validation (feeds the time reserve)
         self.last_ckpt_at: float | None = None
         self.validated_step = -1
+        self.writing = threading.Event()  # a checkpoint is being written (by the checkpoint IO's thread)
 
     def rank(self, score: float, loss: float) -> tuple[float, float]:
         return (self.sign * score, -loss)
@@ -78,7 +83,10 @@ class Validator(L.Callback):
             self.last_eval_s = time.monotonic() - t0
 
     def validate(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        s, loss = self._timed_eval(module)
+        self.record(trainer, module, *self._timed_eval(module))
+
+    def record(self, trainer: L.Trainer, module: L.LightningModule, s: float, loss: float) -> None:
+        """Enter the current weights' validation (``s``, ``loss``) among the candidates."""
         step = trainer.global_step
         self.validated_step = step
         self.history.append({"step": step, "epoch": trainer.current_epoch, "score": s, "loss": loss, "elapsed_s": self.budget.elapsed()})
@@ -100,13 +108,20 @@ class Validator(L.Callback):
         due = (self.last_ckpt_at is None or now - self.last_ckpt_at >= self.checkpoint_interval_s) and not (
             # the run is about to end; its result is the model version, not a checkpoint
             remaining is not None and remaining < 2 * self.checkpoint_interval_s / 3
-        )
+        ) and not self.writing.is_set()  # the last one is still being written: the next validation tries again
         if not from_rank0(due):
             return
         self.last_ckpt_at = now
-        trainer.save_checkpoint(self.checkpoint_path, weights_only=False)
-        fault("checkpoint.written")
-        self.emit({"kind": "checkpoint", "step": trainer.global_step, "path": str(self.checkpoint_path)})
+        step = trainer.global_step
+
+        def written() -> None:  # on the writer thread, once the file is whole
+            fault("checkpoint.written")
+            self.emit({"kind": "checkpoint", "step": step, "path": str(self.checkpoint_path)})
+            self.writing.clear()
+
+        if trainer.is_global_zero:
+            self.writing.set()
+        trainer.save_checkpoint(self.checkpoint_path, weights_only=False, storage_options={"on_written": written})
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
         if trainer.global_step % self.every_steps == 0 and not trainer.should_stop:
@@ -114,8 +129,8 @@ class Validator(L.Callback):
             self.maybe_checkpoint(trainer)
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if self.start_candidate and trainer.global_step == 0 and not self.history:  # not on a resume
-            self.validate(trainer, module)
+        if self.start is not None and trainer.global_step == 0 and not self.history:  # not on a resume
+            self.record(trainer, module, *broadcast_floats(list(self.start)))  # measured on rank 0 before the fit
 
     def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if self.validated_step != trainer.global_step:

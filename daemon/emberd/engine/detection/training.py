@@ -89,12 +89,13 @@ def train_detector(
         return coco_map(model.detect(val_set), targets, len(model.schema.classes))["map"], 0.0
 
     t0 = time.monotonic()
-    evaluate()
+    first = evaluate()  # a continued fit's parent: its score at step 0 (not validated again)
     val_estimate = time.monotonic() - t0  # an untrained head keeps more boxes: an upper bound
     net.train()
     budget, validator = budget_and_validator(
         cfg, evaluate, True, val_estimate=val_estimate, time_limit=time_limit, started=started,
-        steps_per_epoch=len(sampler), net=net, checkpoint_path=checkpoint_path, emit=emit, start_candidate=continued,
+        steps_per_epoch=len(sampler), net=net, checkpoint_path=checkpoint_path, emit=emit,
+        start=first if continued and resume_from is None else None,
     )
     progress = Progress(emit, budget)
     schedule = BudgetSchedule(budget, len(sampler) * cfg.optim.max_epochs, cfg.optim.warmup_steps)
