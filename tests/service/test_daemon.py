@@ -148,7 +148,7 @@ def test_json_lines_uploads_train_and_predict(client, trained):
 
 def test_busy_model_cancel_and_resume(client):
     big = tabular(n=20000, seed=1)
-    job = client.fit("slow", big, label="label", time_limit=60, hyperparameters={"optim.max_epochs": 200, "env.batch_size": 8, "optim.checkpoint_interval_s": 1, "optim.val_check_interval": 0.02})
+    job = client.fit("slow", big, label="label", time_limit=30, hyperparameters={"optim.max_epochs": 200, "env.batch_size": 8, "optim.checkpoint_interval_s": 1, "optim.val_check_interval": 0.02})
     # wait for a checkpoint, so the cancelled job has one to resume from (the budget is long
     # so that a loaded machine still reaches one; the job is cancelled once it has)
     for r in client.watch(job.id):
