@@ -135,3 +135,12 @@ def test_registry_reads_job_rows_an_older_daemon_wrote(tmp_path):
     db = sqlite3.connect(path)
     assert json.loads(db.execute("SELECT spec FROM jobs WHERE id='j5'").fetchone()[0]) == FIT  # stored as before
     db.close()
+
+
+def test_the_worker_entry_point_refuses_a_bad_spec_file_naming_the_key(tmp_path, capsys):
+    from emberd import worker
+
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps({**WORKER_SPEC_JSON, "epochs": 3}))
+    assert worker.main([str(path)]) == 2
+    assert "unknown key 'epochs'" in capsys.readouterr().err
