@@ -23,6 +23,7 @@ from typing import Any
 
 from .jobspec import JobSpec, JobSpecError, Launch
 
+
 def _json_safe(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {str(k): _json_safe(v) for k, v in obj.items()}
@@ -77,13 +78,14 @@ def run_job(spec: JobSpec, launch: Launch, queue: Any) -> None:
         queue.join_thread()
 
 
-def fit(spec: JobSpec, emit: Any, launch: Launch = Launch()) -> Any:
-    """One rank's part of the job ``spec`` (a fit, continued fit, transfer or resume)."""
+def fit(spec: JobSpec, emit: Any, launch: Launch | None = None) -> Any:
+    """One rank's part of the job ``spec`` (a fit, continued fit, transfer or resume);
+    ``launch``: the daemon's (job id, budget start), none for ``python -m emberd.worker``."""
     from .engine import Predictor
     from .engine.data import load_table
     from .engine.distributed import Scale
 
-    t = spec.training
+    t, launch = spec.training, launch or Launch()
     if t.train_path is None:
         raise JobSpecError(f"a {spec.kind} job needs train_path (this one was rebuilt from disk without its data)", "train_path")
     train = load_table(t.train_path, what="train_data")

@@ -5,8 +5,7 @@ import json
 import sqlite3
 
 import pytest
-
-from emberd.jobspec import BatchSpec, JobSpec, JobSpecError, Launch, TrainSpec
+from emberd.jobspec import BatchSpec, JobSpec, JobSpecError, Launch
 from emberd.registry import SCHEMA, Registry
 
 # a Fit's spec as the daemon stores it today (services.training), in its key order
@@ -36,7 +35,7 @@ def test_fields_read_typed():
     batch = JobSpec.from_dict(BATCH, kind="BATCH_PREDICT").batch_predict
     assert (batch.version, batch.with_proba, batch.artifact_id) == (2, True, "b" * 32)
     with pytest.raises(JobSpecError, match="not a batch prediction"):
-        JobSpec.from_dict(FIT, kind="FIT").batch_predict
+        _ = JobSpec.from_dict(FIT, kind="FIT").batch_predict
 
 
 def test_unknown_keys_are_named():
