@@ -38,11 +38,12 @@ def measure(mode: str, model_dir: str, data: str, out: str) -> None:
     torch.set_num_threads(1)
     from emberd import batch
     from emberd.engine import Predictor
+    from emberd.jobspec import BatchSpec
 
     t0 = time.monotonic()
     if mode == "batch":
-        r = batch.run({"model_dir": model_dir, "model_name": "m", "version": 1, "data_path": data, "with_proba": True,
-                       "artifacts_dir": out, "artifact_id": f"a{os.getpid()}"}, lambda e: None)
+        r = batch.run(BatchSpec(model_dir=model_dir, model_name="m", version=1, data_path=data, with_proba=True,
+                                artifacts_dir=out, artifact_id=f"a{os.getpid()}"), lambda e: None)
         rows = r["rows"]
     else:
         df = pd.read_parquet(data)

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from .engine.data import parse_json, records_frame
 from .engine.errors import InvalidArgument
 from .engine.storage import fresh_staging_dir, publish_dir
+from .jobspec import BatchSpec
 from .recovery import write_artifact_marker
 
 OUTPUT = "predictions.parquet"
@@ -102,19 +103,18 @@ def predict_rows(p: Any, part: pd.DataFrame, classes: list[str], with_proba: boo
     return out
 
 
-def run(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    """The job ``spec`` (model_dir, version, data_path, with_proba, artifacts_dir,
-    artifact_id, model_name): predict, publish ``artifacts/<artifact_id>``; its summary."""
+def run(spec: BatchSpec, emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """The job ``spec``: predict, publish ``artifacts/<artifact_id>``; its summary."""
     from .engine import Predictor
 
     started = time.monotonic()
-    p = Predictor.load(spec["model_dir"], version=spec["version"])
+    p = Predictor.load(spec.model_dir, version=spec.version)
     model = p._require_model()
     classes = [str(c) for c in (p.class_labels or [])]
     step = max(1, model.cfg.env.eval_batch_size)
-    path, with_proba = spec["data_path"], bool(spec.get("with_proba"))
+    path, with_proba = spec.data_path, spec.with_proba
     total = count_rows(path)
-    art_id, artifacts = spec["artifact_id"], Path(spec["artifacts_dir"])
+    art_id, artifacts = spec.artifact_id, Path(spec.artifacts_dir)
     staging = fresh_staging_dir(artifacts, art_id)
     schema = output_schema(p.problem_type, classes, with_proba)
     done, reported = 0, 0.0
@@ -142,10 +142,10 @@ def run(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[st
                         progress()
                 writer.write_table(pa.Table.from_pandas(pd.concat(parts, ignore_index=True), schema=schema, preserve_index=False))
         progress()
-        write_artifact_marker(staging, {"id": art_id, "kind": "predictions", "model_name": spec["model_name"],
-                                        "version": spec["version"], "created_at": time.time()})
+        write_artifact_marker(staging, {"id": art_id, "kind": "predictions", "model_name": spec.model_name,
+                                        "version": spec.version, "created_at": time.time()})
         publish_dir(staging, artifacts / art_id)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return {"version": spec["version"], "artifact_id": art_id, "rows": done}
+    return {"version": spec.version, "artifact_id": art_id, "rows": done}

@@ -11,7 +11,7 @@ job's id): then the job is SUCCEEDED with that version, whenever the daemon find
 once, or on reconcile after a restart). A job's final state and its final event are
 written in one transaction, so WatchJob never ends without that event.
 
-A distributed job (``spec["scale"]``: devices > 1) gets one spawned worker per rank, started
+A distributed job (``JobSpec.train.scale``: devices > 1) gets one spawned worker per rank, started
 like torchrun starts them (MASTER_ADDR/MASTER_PORT on loopback, WORLD_SIZE, RANK,
 LOCAL_RANK, NODE_RANK), so each job is its own torch.distributed group and any number of
 them can run one after another in one daemon. Every rank is a process the daemon watches:
@@ -27,12 +27,13 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
 from . import warm
 from .engine.faults import fault
 from .engine.sources import ReadPolicy
+from .jobspec import Launch
 from .registry import FINAL_STATES, TRAINING_KINDS, JobRecord, Registry
 from .worker import run_job
 
@@ -209,20 +210,19 @@ class JobManager:
         q = self._ctx.Queue()
         # The budget runs from now: the RPC accepted the job (created_at), then it queued
         # for a slot; that wait is reported, not charged. The worker inherits the forkserver's
-        # environment, so the daemon's own goes with the spec.
+        # environment, so the daemon's own goes with the launch.
         now = time.time()
-        spec = {
-            **job.spec, "job_id": job.id, "kind": job.kind, "torch_threads": self.torch_threads,
-            "budget_started": time.monotonic(), "daemon_pid": os.getpid(), "environ": warm.environ(),
-        }
+        launch = Launch(
+            job_id=job.id, torch_threads=self.torch_threads, budget_started=time.monotonic(), daemon_pid=os.getpid(),
+            environ=warm.environ(), read_policy=self.read_policy.to_dict() if self.read_policy is not None else None,
+        )
         queued_s = max(0.0, now - job.created_at)
-        if self.read_policy is not None:
-            spec["read_policy"] = self.read_policy.to_dict()
-        envs = rank_environments(int((spec.get("scale") or {}).get("devices", 1)))
+        scale = job.spec.train.scale if job.spec.train is not None else None
+        envs = rank_environments(int((scale or {}).get("devices", 1)))
         procs = []
         for rank, env in enumerate(envs):
             name = f"ember-job-{job.id[:8]}" + (f"-rank{rank}" if len(envs) > 1 else "")
-            procs.append(self._ctx.Process(target=run_job, args=({**spec, "dist_env": env}, q), name=name, daemon=True))
+            procs.append(self._ctx.Process(target=run_job, args=(job.spec, replace(launch, dist_env=env), q), name=name, daemon=True))
             procs[-1].start()
             self.worker_starts += 1
         self.registry.update_job(job.id, state="RUNNING", worker_pid=procs[0].pid, event={"kind": "state", "state": "RUNNING", "queued_s": round(queued_s, 3)})

@@ -27,6 +27,7 @@ from typing import Any
 
 from .engine.model_store import FORMAT, ModelStore
 from .engine.storage import read_json, write_json
+from .jobspec import JobSpec, TrainSpec
 from .registry import Registry, RegistryDamaged
 
 log = logging.getLogger("emberd.recovery")
@@ -222,9 +223,10 @@ def reconcile_models(registry: Registry, root: Path, report: Report) -> None:
             job_id = lineage.get("job_id")
             if job_id and registry.job(job_id) is None:
                 t = lineage.get("created_at") or time.time()
+                kind = "FIT" if job_id == lineage.get("run_id") else "RESUME"
                 registry.insert_job({
-                    "id": job_id, "model_name": d.name, "kind": "FIT" if job_id == lineage.get("run_id") else "RESUME",
-                    "state": "SUCCEEDED", "created_at": t, "updated_at": t, "spec": {"rebuilt": True}, "version": v,
+                    "id": job_id, "model_name": d.name, "kind": kind,
+                    "state": "SUCCEEDED", "created_at": t, "updated_at": t, "spec": JobSpec(kind, TrainSpec(rebuilt=True)), "version": v,
                     "error": "rebuilt from the version's lineage after the registry was lost; its event log is gone",
                 })
                 report.rebuilt.append(f"job {job_id[:8]} (SUCCEEDED, {d.name}@{v})")
@@ -240,7 +242,7 @@ def reconcile_models(registry: Registry, root: Path, report: Report) -> None:
                 t = run.get("started_at") or time.time()
                 registry.insert_job({
                     "id": job_id, "model_name": d.name, "kind": "FIT", "state": "INTERRUPTED", "created_at": t, "updated_at": t,
-                    "spec": {"rebuilt": True, "model_dir": str(d), "scale": run.get("scale")},
+                    "spec": JobSpec("FIT", TrainSpec(rebuilt=True, model_dir=str(d), scale=run.get("scale"))),
                     "error": "rebuilt after the registry was lost: Resume continues it from its last checkpoint (give train_data again)",
                 })
                 report.rebuilt.append(f"job {job_id[:8]} (INTERRUPTED run of {d.name!r})")

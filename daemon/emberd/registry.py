@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from .jobspec import JOB_KINDS, TRAINING_KINDS, JobSpec
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
   name TEXT PRIMARY KEY, label TEXT NOT NULL, problem_type TEXT NOT NULL, eval_metric TEXT NOT NULL,
@@ -67,8 +69,6 @@ class RegistryTooNew(Exception):
 ACTIVE_STATES = ("QUEUED", "RUNNING")
 FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED", "INTERRUPTED")
 # Jobs that train a model (one at a time per model) and those that only read one
-TRAINING_KINDS = ("FIT", "RESUME", "TRANSFER")
-JOB_KINDS = (*TRAINING_KINDS, "BATCH_PREDICT")
 
 
 def _marks(values: tuple[str, ...]) -> str:
@@ -139,7 +139,7 @@ class JobRecord:
     state: str
     created_at: float
     updated_at: float
-    spec: dict[str, Any]
+    spec: JobSpec
     version: int | None
     error: str | None
     worker_pid: int | None
@@ -319,22 +319,22 @@ class Registry:
         if row is None:
             return None
         d = dict(row)
-        d["spec"] = json.loads(d["spec"])
+        d["spec"] = JobSpec.from_json(d["spec"], kind=d["kind"])
         return JobRecord(**d)
 
-    def create_job(self, id: str, model_name: str, kind: str, spec: dict[str, Any], resumes_job_id: str | None = None) -> JobRecord | None:
+    def create_job(self, id: str, model_name: str, spec: JobSpec, resumes_job_id: str | None = None) -> JobRecord | None:
         """Insert a QUEUED job unless it trains and the model already has an active training
         job (then None); batch predictions run beside anything."""
         now = time.time()
         with self.tx() as db:
-            busy = kind in TRAINING_KINDS and db.execute(
+            busy = spec.kind in TRAINING_KINDS and db.execute(
                 f"SELECT id FROM jobs WHERE model_name=? AND state IN {ACTIVE_STATES} AND kind IN {TRAINING_KINDS}", (model_name,)
             ).fetchone()
             if busy:
                 return None
             db.execute(
                 "INSERT INTO jobs (id, model_name, kind, state, created_at, updated_at, spec, resumes_job_id) VALUES (?,?,?,?,?,?,?,?)",
-                (id, model_name, kind, "QUEUED", now, now, json.dumps(spec), resumes_job_id),
+                (id, model_name, spec.kind, "QUEUED", now, now, spec.to_json(), resumes_job_id),
             )
         return self.job(id)
 
@@ -364,8 +364,8 @@ class Registry:
                 self._append(db, id, event)
 
     def insert_job(self, row: dict[str, Any]) -> None:
-        """A job row as it was (``rebuild`` restores jobs from files)."""
-        row = {**row, "spec": json.dumps(row.get("spec") or {})}
+        """A job row as it was (``rebuild`` restores jobs from files); its spec a JobSpec of its kind."""
+        row = {**row, "spec": row["spec"].to_json()}
         cols = ",".join(row)
         with self.tx() as db:
             db.execute(f"INSERT OR IGNORE INTO jobs ({cols}) VALUES ({','.join('?' * len(row))})", tuple(row.values()))

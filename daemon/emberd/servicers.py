@@ -159,7 +159,7 @@ class Servicers:
             error=j.error or "",
             last_event=last,
             resumes_job_id=j.resumes_job_id or "",
-            artifact_id=j.spec.get("artifact_id", "") if j.kind == "BATCH_PREDICT" and j.state == "SUCCEEDED" else "",
+            artifact_id=j.spec.batch.artifact_id if j.spec.batch is not None and j.state == "SUCCEEDED" else "",
         )
 
     def model(self, name: str) -> model_pb2.Model:

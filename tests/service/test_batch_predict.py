@@ -117,7 +117,7 @@ def test_cancel_mid_run_leaves_nothing_and_model_keeps_training(env):
     assert cancelled.state == job_pb2.JOB_STATE_CANCELLED and not cancelled.artifact_id
     assert "no predictions" in cancelled.error
     assert not any(p.exists() for p in staging)
-    spec = env["daemon"].app.registry.job(job.id).spec
+    spec = env["daemon"].app.registry.job(job.id).spec.to_dict()
     assert not (env["root"] / "artifacts" / spec["artifact_id"]).exists()
     assert env["daemon"].app.registry.artifact(spec["artifact_id"]) is None
     assert c.wait(fit, progress=False).state == job_pb2.JOB_STATE_SUCCEEDED

@@ -13,6 +13,7 @@ from .. import batch
 from ..datastore import DataStore
 from ..engine.errors import InvalidArgument, NotFound
 from ..engine.sources import ReadPolicy, confine
+from ..jobspec import BatchSpec, JobSpec
 from ..recovery import ARTIFACT_MARKER, record_artifact
 from ..registry import Registry
 from .artifacts import drop_staging
@@ -41,11 +42,11 @@ class BatchPredictions:
             raise InvalidArgument("data is empty: give at least one row", field="data")
         self.catalog.version_schema(name, v).check_columns(first, with_label=False)
         row = self.catalog.require_model(name)
-        spec = {
-            "model_dir": str(self.catalog.model_dir(name)), "model_name": name, "version": v, "data_path": str(path),
-            "with_proba": with_proba, "artifacts_dir": str(self.artifacts_dir), "artifact_id": uuid.uuid4().hex,
-        }
-        return self.submit(name, "BATCH_PREDICT", spec, row.label, row.problem_type, row.eval_metric)
+        spec = JobSpec("BATCH_PREDICT", batch=BatchSpec(
+            model_dir=str(self.catalog.model_dir(name)), model_name=name, version=v, data_path=str(path),
+            with_proba=with_proba, artifacts_dir=str(self.artifacts_dir), artifact_id=uuid.uuid4().hex,
+        ))
+        return self.submit(name, spec, row.label, row.problem_type, row.eval_metric)
 
     def _input(self, data: TableRef) -> Path:
         """The file a batch prediction streams: an uploaded dataset's, or a path confined to
@@ -66,16 +67,16 @@ class BatchPredictions:
 
     # ---- job hooks (BATCH_PREDICT) ------------------------------------------------------------
     def job_succeeded(self, job: JobRecord, result: dict[str, Any]) -> None:
-        record_artifact(self.registry, self.artifacts_dir / job.spec["artifact_id"])
+        record_artifact(self.registry, self.artifacts_dir / job.spec.batch_predict.artifact_id)
 
     def job_published(self, job: JobRecord) -> int | None:
         """The version it predicted with once its artifact is in place (indexed here if the
         worker was killed between publishing and reporting)."""
-        art_id = job.spec["artifact_id"]
+        art_id = job.spec.batch_predict.artifact_id
         if self.registry.artifact(art_id) is None and (self.artifacts_dir / art_id / ARTIFACT_MARKER).exists():
             record_artifact(self.registry, self.artifacts_dir / art_id)
         art = self.registry.artifact(art_id)
         return art.version if art is not None else None
 
     def job_ended(self, job: JobRecord, state: str) -> None:
-        drop_staging(self.artifacts_dir, job.spec["artifact_id"])  # what a killed worker staged
+        drop_staging(self.artifacts_dir, job.spec.batch_predict.artifact_id)  # what a killed worker staged

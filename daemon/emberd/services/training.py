@@ -18,6 +18,7 @@ from ..engine.plan import check_run_options, plan_fit
 from ..engine.sources import ImageTooLarge, ReadPolicy, confine, is_image_path, open_image
 from ..engine.storage import read_json
 from ..jobs import JobManager
+from ..jobspec import JobSpec, TrainSpec
 from ..registry import TRAINING_KINDS, Registry
 from .catalog import Catalog
 from .domain import CHECKPOINT_KEYS, FitOptions, JobRecord, ScaleOptions, TableRef, check_name, names_a_path
@@ -97,22 +98,22 @@ class Training:
             self.admit_images(tuning_t.frame, plan.schema.image, "tuning_data")
             tuning_t = self.data.keep(tuning_t, "tuning_data")
         train_t = self.data.keep(train_t, "train_data")
-        spec = {
-            "model_dir": str(self.catalog.model_dir(name)),
-            "label": label,
-            "problem_type": opts.problem_type or plan.schema.problem_type,
-            "eval_metric": plan.metric,
-            "train_path": str(train_t.path),
-            "train_dataset": train_t.dataset_id,
-            "tuning_path": str(tuning_t.path) if tuning_t else None,
-            "time_limit": opts.time_limit_s or None,
-            "hyperparameters": hyperparameters,
-            "seed": opts.seed,
-            "column_types": opts.column_types,
-            "continued": plan.continued,
-            "scale": _local_only(plan.scale).to_dict(),
-        }
-        return self.submit(name, kind, spec, label, plan.schema.problem_type, plan.metric)
+        spec = JobSpec(kind, TrainSpec(
+            model_dir=str(self.catalog.model_dir(name)),
+            label=label,
+            problem_type=opts.problem_type or plan.schema.problem_type,
+            eval_metric=plan.metric,
+            train_path=str(train_t.path),
+            train_dataset=train_t.dataset_id,
+            tuning_path=str(tuning_t.path) if tuning_t else None,
+            time_limit=opts.time_limit_s or None,
+            hyperparameters=hyperparameters,
+            seed=opts.seed,
+            column_types=opts.column_types,
+            continued=plan.continued,
+            scale=_local_only(plan.scale).to_dict(),
+        ))
+        return self.submit(name, spec, label, plan.schema.problem_type, plan.metric)
 
     def transfer(self, name: str, train: TableRef, tuning: TableRef, opts: FitOptions, dump_artifact_id: str) -> JobRecord:
         art = self.registry.artifact(dump_artifact_id)
@@ -138,24 +139,24 @@ class Training:
         run = self.catalog.store(name).run_dir / "run.json"
         if not run.exists() or read_json(run)["status"] != "running":
             raise FailedPrecondition(f"model {name!r}'s last run left nothing to resume; Fit it again")
-        spec = dict(last.spec)
+        spec = JobSpec("RESUME", last.spec.training)
         changes = scale.hyperparameters()
         if changes:  # the same run on another number of processes
-            base = Scale.from_dict(spec.get("scale")).to_hyperparameters()
+            base = Scale.from_dict(spec.training.scale).to_hyperparameters()
             if "env.devices" in changes and base["env.num_gpus"]:
                 changes["env.num_gpus"] = changes["env.devices"]  # on GPU, one rank per GPU
-            spec["scale"] = _local_only(split_scale({**base, **changes})[0]).to_dict()
-        if not train and "train_path" not in spec:
+            spec = spec.with_train(scale=_local_only(split_scale({**base, **changes})[0]).to_dict())
+        if not train and spec.training.train_path is None:
             raise FailedPrecondition(f"job {last.id} was rebuilt from disk without its data; give train_data to Resume it")
         if train:
-            spec["train_path"] = str(self.data.keep(self.data.resolve(**vars(train), what="train_data"), "train_data").path)
+            spec = spec.with_train(train_path=str(self.data.keep(self.data.resolve(**vars(train), what="train_data"), "train_data").path))
         if tuning:
-            spec["tuning_path"] = str(self.data.keep(self.data.resolve(**vars(tuning), what="tuning_data"), "tuning_data").path)
-        return self.submit(name, "RESUME", spec, row.label, row.problem_type, row.eval_metric, resumes=last.id)
+            spec = spec.with_train(tuning_path=str(self.data.keep(self.data.resolve(**vars(tuning), what="tuning_data"), "tuning_data").path))
+        return self.submit(name, spec, row.label, row.problem_type, row.eval_metric, resumes=last.id)
 
-    def submit(self, name: str, kind: str, spec: dict[str, Any], label: str, problem_type: str, metric: str, resumes: str | None = None) -> JobRecord:
+    def submit(self, name: str, spec: JobSpec, label: str, problem_type: str, metric: str, resumes: str | None = None) -> JobRecord:
         """Queue a job of ``name`` (any kind), recording the model first seen here."""
-        job = self.registry.create_job(JobManager.new_id(), name, kind, spec, resumes_job_id=resumes)
+        job = self.registry.create_job(JobManager.new_id(), name, spec, resumes_job_id=resumes)
         if job is None:  # another request won the race since the check in fit/resume
             self._refuse_if_busy(name)
         if self.registry.model(name) is None:
