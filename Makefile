@@ -6,7 +6,7 @@ STAMP := $(VENV)/.ember-installed
 
 DETECTION := $(VENV)/.ember-detection
 
-.PHONY: install install-detection demo test test-fast bench clean protos lint-protos breaking-protos lint-imports
+.PHONY: install install-detection demo test test-fast bench clean protos lint lint-protos breaking-protos lint-imports
 
 # Three distributions, installed editable: the ops (kernels/), the client (clients/python/) and
 # the daemon (here), which depends on both; one version, in VERSION.
@@ -59,7 +59,11 @@ lint-imports: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 # every tier (tests/unit, tests/service, tests/e2e), slow tests included (about 30 minutes on 2 cores)
-test: $(STAMP) $(DETECTION) node_modules/.ember-installed lint-protos breaking-protos lint-imports
+# ruff over the tree but the generated stubs (pyproject.toml, [tool.ruff])
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: $(STAMP) $(DETECTION) node_modules/.ember-installed lint lint-protos breaking-protos lint-imports
 	$(PY) -m pytest -ra -v tests
 
 # the edit-run loop: tests/unit alone (no daemon, no training; under a minute on 2 cores)

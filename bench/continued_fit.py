@@ -74,7 +74,7 @@ def main() -> None:
             print(f"| {seed} | {name} | {r['steps']} | {r['validations']} | {r['first_step_s']:.1f} | {r['fit_s']:.1f} | {r['val']:.3f} | {r['dev']:.4f} |")
     ratios = [c["steps"] / max(1, f["steps"]) for f, c in runs]
     gains = [c["dev"] - f["dev"] for f, c in runs]
-    print(f"\n| measure | median | runs | goal |\n| --- | --- | --- | --- |")
+    print("\n| measure | median | runs | goal |\n| --- | --- | --- | --- |")
     print(f"| steps continued / first | {np.median(ratios):.2f} | {', '.join(f'{x:.2f}' for x in ratios)} | >= 0.80 |")
     print(f"| dev acc child - parent | {np.median(gains):+.4f} | {', '.join(f'{x:+.4f}' for x in gains)} | >= 0 |")
     print(f"| child kept the parent's weights | {sum(c['kept_parent'] for _, c in runs)} of {len(runs)} | | |")

@@ -86,7 +86,7 @@ def batching(root: str, rows, pairs: int, seconds: float, counts=(1, 4, 16)) -> 
         xs = [r[k] for r in got[(side, n)]]
         return statistics.median(xs), min(xs), max(xs)
 
-    print(f"\n| clients | measure | batching off (median, min-max) | batching on (median, min-max) | ratio on/off |\n| --- | --- | --- | --- | --- |")
+    print("\n| clients | measure | batching off (median, min-max) | batching on (median, min-max) | ratio on/off |\n| --- | --- | --- | --- | --- |")
     for n in counts:
         for k, what in enumerate(("rows/s", "p50 ms", "p99 ms")):
             off, on = med("off", n, k), med("on", n, k)

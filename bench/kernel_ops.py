@@ -18,17 +18,17 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ember_kernels import ops, reference
-from ember_examples import datasets
-from emberd.engine.config import default_text_checkpoint
 from ember.onnx import truncate_pair
+from ember_examples import datasets
+from ember_kernels import ops, reference
+from emberd.engine.config import default_text_checkpoint
 from emberd.engine.features import SpecialTokens, TokenCSR, _collate_text_reference
 from emberd.engine.models.fusion import FusionMLP
 

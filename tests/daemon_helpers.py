@@ -107,5 +107,6 @@ def node(*args: str, timeout: float) -> subprocess.CompletedProcess:
     """Run ``node *args`` in the Node client's folder (tests marked ``node``)."""
     exe = shutil.which("node")
     assert exe, "node (>= 18) is not on PATH: install Node.js"
-    assert (ROOT / "node_modules" / "@grpc" / "grpc-js").is_dir(), "the Node client's packages are missing: run `npm ci` in the repository root (make test does)"
+    missing = "the Node client's packages are missing: run `npm ci` in the repository root (make test does)"
+    assert (ROOT / "node_modules" / "@grpc" / "grpc-js").is_dir(), missing
     return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, cwd=NODE_CLIENT)

@@ -81,7 +81,8 @@ def write_coco(frame: pd.DataFrame, folder: Path) -> Path:
         images.append({"id": i + 1, "file_name": name, "width": SIZE, "height": SIZE})
         for box, label in zip(row["boxes"], row["label"]):
             x1, y1, x2, y2 = box
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": cat_id[label], "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+            box = {"bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0}
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": cat_id[label], **box})
     path = folder / "annotations.json"
     path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
     return path

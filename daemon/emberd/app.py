@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+
 from .datastore import DataStore
 from .engine.sources import ReadPolicy
 from .jobs import JobManager

@@ -16,7 +16,8 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 
@@ -32,7 +33,6 @@ from .engine.errors import (
     ResourceExhausted,
     Unsupported,
 )
-
 from .engine.sources import ReadPolicy, reading_under
 from .metrics import Metrics
 from .rich_errors import status_for
@@ -101,7 +101,7 @@ def _request_fields(method: str, request: Any, response: Any) -> dict[str, str]:
         if "job" in names and obj.HasField("job"):
             out.setdefault("job_id", obj.job.id)
             out.setdefault("model", obj.job.model_name)
-        if "id" in names and ".JobService/" in method and getattr(obj, "id"):
+        if "id" in names and ".JobService/" in method and obj.id:
             out.setdefault("job_id", obj.id)
     return out
 

@@ -13,10 +13,11 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .jobspec import JOB_KINDS, TRAINING_KINDS, JobSpec
 

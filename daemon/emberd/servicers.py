@@ -11,22 +11,39 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ember.v1 import (
     artifact_service_pb2 as art_pb,
+)
+from ember.v1 import (
     artifact_service_pb2_grpc as art_grpc,
+)
+from ember.v1 import (
     dataset_pb2,
-    dataset_service_pb2 as ds_pb,
-    dataset_service_pb2_grpc as ds_grpc,
     job_pb2,
-    job_service_pb2 as job_pb,
-    job_service_pb2_grpc as job_grpc,
     model_pb2,
+)
+from ember.v1 import (
+    dataset_service_pb2 as ds_pb,
+)
+from ember.v1 import (
+    dataset_service_pb2_grpc as ds_grpc,
+)
+from ember.v1 import (
+    job_service_pb2 as job_pb,
+)
+from ember.v1 import (
+    job_service_pb2_grpc as job_grpc,
+)
+from ember.v1 import (
     model_service_pb2 as model_pb,
+)
+from ember.v1 import (
     model_service_pb2_grpc as model_grpc,
 )
 
@@ -217,7 +234,8 @@ class ModelServicer(model_grpc.ModelServiceServicer):
         self.s, self.app = s, s.app
 
     def Fit(self, request, context):  # noqa: N802 - gRPC method names
-        job = self.app.training.fit(request.model_name, _table(request.train_data), _table(request.tuning_data), _options(request.options, self.app.settings.max_json_depth))
+        options = _options(request.options, self.app.settings.max_json_depth)
+        job = self.app.training.fit(request.model_name, _table(request.train_data), _table(request.tuning_data), options)
         return model_pb.FitResponse(job=self.s.job(job))
 
     def Resume(self, request, context):  # noqa: N802
@@ -225,22 +243,33 @@ class ModelServicer(model_grpc.ModelServiceServicer):
         return model_pb.ResumeResponse(job=self.s.job(job))
 
     def Transfer(self, request, context):  # noqa: N802
-        job = self.app.training.transfer(request.model_name, _table(request.train_data), _table(request.tuning_data), _options(request.options, self.app.settings.max_json_depth), request.dump_artifact_id)
+        options = _options(request.options, self.app.settings.max_json_depth)
+        job = self.app.training.transfer(
+            request.model_name, _table(request.train_data), _table(request.tuning_data), options, request.dump_artifact_id
+        )
         return model_pb.TransferResponse(job=self.s.job(job))
 
     def Dump(self, request, context):  # noqa: N802
         return model_pb.DumpResponse(artifact=self.s.artifact(self.app.artifacts.dump(request.model_name, self.s.version(request))))
 
     def Export(self, request, context):  # noqa: N802
-        art = self.app.artifacts.export(request.model_name, self.s.version(request), _table(request.parity_data), request.include_backbones, request.opset_version)
+        art = self.app.artifacts.export(
+            request.model_name, self.s.version(request), _table(request.parity_data), request.include_backbones, request.opset_version
+        )
         return model_pb.ExportResponse(artifact=self.s.artifact(art))
 
     def Predict(self, request, context):  # noqa: N802
-        r = self.app.serving.predict(request.model_name, self.s.version(request), self.s.frame(request.data), request.with_probabilities, alive=context.is_active)
+        frame = self.s.frame(request.data)
+        r = self.app.serving.predict(request.model_name, self.s.version(request), frame, request.with_probabilities, alive=context.is_active)
         out = model_pb.PredictResponse(version=r["version"])
         if "detections" in r:
             out.detections.extend(
-                model_pb.ImageDetections(boxes=[model_pb.DetectedBox(x1=d["bbox"][0], y1=d["bbox"][1], x2=d["bbox"][2], y2=d["bbox"][3], score=d["score"], label=d["class"]) for d in found])
+                model_pb.ImageDetections(
+                    boxes=[
+                        model_pb.DetectedBox(x1=d["bbox"][0], y1=d["bbox"][1], x2=d["bbox"][2], y2=d["bbox"][3], score=d["score"], label=d["class"])
+                        for d in found
+                    ]
+                )
                 for found in r["detections"]
             )
             return out
@@ -258,7 +287,8 @@ class ModelServicer(model_grpc.ModelServiceServicer):
         return model_pb.BatchPredictResponse(job=self.s.job(job))
 
     def Evaluate(self, request, context):  # noqa: N802
-        scores, v = self.app.serving.evaluate(request.model_name, self.s.version(request), self.s.frame(request.data), list(request.metrics), alive=context.is_active)
+        frame = self.s.frame(request.data)
+        scores, v = self.app.serving.evaluate(request.model_name, self.s.version(request), frame, list(request.metrics), alive=context.is_active)
         return model_pb.EvaluateResponse(scores=scores, version=v)
 
     def Embed(self, request, context):  # noqa: N802

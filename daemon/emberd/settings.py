@@ -7,9 +7,10 @@ import argparse
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .engine.sources import DEFAULT_MAX_IMAGE_PIXELS
 

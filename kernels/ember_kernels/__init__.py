@@ -4,4 +4,4 @@ and of decoded images, and the fusion MLP head. ``ops`` holds the typed wrappers
 
 import torch  # noqa: F401  (loads libtorch, which _C links against)
 
-from . import _C, ops
+from . import _C, ops  # noqa: F401 - loading _C registers torch.ops.ember.*

@@ -6,7 +6,7 @@ Each wrapper has the same signature as its pure-torch twin in ``ember_kernels.re
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor

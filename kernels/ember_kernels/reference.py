@@ -7,7 +7,7 @@ tensor code without Python loops over rows, they trace (ONNX export) and run on 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

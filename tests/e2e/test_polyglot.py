@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 
 from ember import Client
-from ember.v1 import dataset_service_pb2 as ds_pb, job_pb2
+from ember.v1 import dataset_service_pb2 as ds_pb
+from ember.v1 import job_pb2
 
 from ..daemon_helpers import NODE_CLIENT, free_port, node, start_daemon_process
 
@@ -116,9 +117,10 @@ def test_node_detection_workflow_against_a_daemon(tmp_path, capsys):
     fit, predict, evaluate, a refused new class, continued fit, dump, export, transfer to new
     classes, and a fit interrupted by kill -9 of the daemon that Node resumes."""
     pytest.importorskip("mmdet", reason="the detection extra is not installed: make install-detection")
+    from emberd.engine.detection.data import detection_schema
+
     from ..shapes import CLASSES, shapes_frame, write_coco
     from .test_detection import untrained_map
-    from emberd.engine.detection.data import detection_schema
 
     two = ("circle", "triangle")
     sets = {"train": shapes_frame(160, seed=0), "more": shapes_frame(60, seed=2), "test": shapes_frame(40, seed=1),

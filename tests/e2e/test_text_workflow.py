@@ -6,7 +6,6 @@ STS-B. Each step asserts the outcome the engine issue asks for."""
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest

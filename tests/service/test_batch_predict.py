@@ -5,15 +5,14 @@ requests are refused with their status and write nothing."""
 
 from __future__ import annotations
 
-import json
-
 import grpc
 import numpy as np
 import pandas as pd
 import pytest
 
 from ember import Client, EmberRpcError
-from ember.v1 import job_pb2, model_pb2, model_service_pb2 as model_pb, table_pb2
+from ember.v1 import job_pb2, model_pb2, table_pb2
+from ember.v1 import model_service_pb2 as model_pb
 from emberd.server import create_server
 from emberd.settings import Settings
 

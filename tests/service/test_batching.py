@@ -15,7 +15,8 @@ import pytest
 
 from ember import Client, EmberRpcError
 from ember.client import _call
-from ember.v1 import job_pb2, model_service_pb2 as model_pb, table_pb2
+from ember.v1 import job_pb2, table_pb2
+from ember.v1 import model_service_pb2 as model_pb
 from emberd.server import create_server
 from emberd.settings import Settings
 

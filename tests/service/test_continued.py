@@ -9,9 +9,9 @@ import torch
 
 from emberd.engine import Predictor, training
 from emberd.engine.config import Config
+from emberd.engine.data import infer_schema
 from emberd.engine.distributed import params_digest
 from emberd.engine.models import build_net
-from emberd.engine.data import infer_schema
 
 from ..daemon_helpers import tabular
 

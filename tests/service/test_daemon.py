@@ -11,7 +11,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from ember import Client, EmberRpcError
 from ember.client import _call, table_bytes
-from ember.v1 import dataset_service_pb2 as ds_pb, job_pb2, model_service_pb2 as model_pb, table_pb2
+from ember.v1 import dataset_service_pb2 as ds_pb
+from ember.v1 import job_pb2, table_pb2
+from ember.v1 import model_service_pb2 as model_pb
 from emberd.server import create_server
 from emberd.settings import Settings
 
@@ -98,7 +100,8 @@ def test_bad_requests_get_the_right_status_and_change_nothing(client, daemon, tr
     assert code == grpc.StatusCode.PERMISSION_DENIED and "data roots" in msg
     inside = daemon.data_root / "t.csv"
     tabular().to_csv(inside, index=False)
-    escape = model_pb.FitRequest(model_name="m3", train_data=table_pb2.TableData(path=str(daemon.data_root / ".." / outside.parent.name / "t.csv")), options=client.options(label="label"))
+    sneaky = table_pb2.TableData(path=str(daemon.data_root / ".." / outside.parent.name / "t.csv"))
+    escape = model_pb.FitRequest(model_name="m3", train_data=sneaky, options=client.options(label="label"))
     code, _ = _code(lambda: _call(client.models.Fit, escape))
     assert code == grpc.StatusCode.PERMISSION_DENIED
 
@@ -148,7 +151,8 @@ def test_json_lines_uploads_train_and_predict(client, trained):
 
 def test_busy_model_cancel_and_resume(client):
     big = tabular(n=20000, seed=1)
-    job = client.fit("slow", big, label="label", time_limit=30, hyperparameters={"optim.max_epochs": 200, "env.batch_size": 8, "optim.checkpoint_interval_s": 1, "optim.val_check_interval": 0.02})
+    hp = {"optim.max_epochs": 200, "env.batch_size": 8, "optim.checkpoint_interval_s": 1, "optim.val_check_interval": 0.02}
+    job = client.fit("slow", big, label="label", time_limit=30, hyperparameters=hp)
     # wait for a checkpoint, so the cancelled job has one to resume from (the budget is long
     # so that a loaded machine still reaches one; the job is cancelled once it has)
     for r in client.watch(job.id):

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from ember import Client
-from ember.v1 import dataset_service_pb2 as ds_pb, job_pb2
+from ember.v1 import dataset_service_pb2 as ds_pb
+from ember.v1 import job_pb2
 
 from ..daemon_helpers import alive, descendants, free_port, start_daemon_process, tabular
 

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from ember import Client, EmberRpcError
-from ember.v1 import dataset_service_pb2 as ds_pb, job_pb2
+from ember.v1 import dataset_service_pb2 as ds_pb
+from ember.v1 import job_pb2
 from emberd.engine.faults import POINTS
 from emberd.engine.storage import read_json
 from emberd.recovery import Unrecoverable, check
@@ -100,7 +101,8 @@ def test_kill_at_every_crash_point_then_restart(tmp_path):
         # checkpoint.written: worker and daemon die right after a checkpoint; Resume finishes the run
         proc = armed("checkpoint.written")
         with Client(f"127.0.0.1:{port}") as c:
-            job = c.fit("ckpt", tabular(n=20000, seed=2), label="label", time_limit=20, hyperparameters=LONG)  # the budget runs from the job's start: room for a first checkpoint while a just-started daemon warms its workers
+            # the budget runs from the job's start: room for a first checkpoint while a just-started daemon warms its workers
+            job = c.fit("ckpt", tabular(n=20000, seed=2), label="label", time_limit=20, hyperparameters=LONG)
         died(proc)
         seen.add("checkpoint.written")
         proc = start_daemon_process(root, port)

@@ -24,7 +24,9 @@ from PIL import Image
 
 from ember import Client, EmberRpcError
 from ember.client import _call, table_bytes
-from ember.v1 import dataset_service_pb2 as ds_pb, job_pb2, job_service_pb2, model_pb2, model_service_pb2 as model_pb, table_pb2
+from ember.v1 import dataset_service_pb2 as ds_pb
+from ember.v1 import job_pb2, job_service_pb2, model_pb2, table_pb2
+from ember.v1 import model_service_pb2 as model_pb
 from emberd.engine.sources import ReadPolicy, read_regular_file, reading_under
 from emberd.server import create_server
 from emberd.settings import Settings, load_settings
@@ -169,7 +171,8 @@ def test_image_cells_outside_the_roots_are_denied_in_fit_and_predict(env):
 def test_a_fifo_image_is_refused_at_once_and_later_predicts_still_answer(env):
     c = env["client"]
     t0 = time.monotonic()
-    refused(env, lambda: raw_predict(c, "img", pd.DataFrame({"image": [str(env["data"] / "fifo.png")]})), grpc.StatusCode.INVALID_ARGUMENT, "fifo.png", "regular file")
+    fifo = pd.DataFrame({"image": [str(env["data"] / "fifo.png")]})
+    refused(env, lambda: raw_predict(c, "img", fifo), grpc.StatusCode.INVALID_ARGUMENT, "fifo.png", "regular file")
     assert time.monotonic() - t0 < 10
     assert len(c.predict("img", images(2)).labels) == 2
     with reading_under(ReadPolicy.confined([env["data"]])), pytest.raises(Exception, match="regular file"):
@@ -350,7 +353,7 @@ def test_streams_past_their_cap_are_resource_exhausted_and_idle_uploads_time_out
 
 
 def test_a_predict_whose_deadline_passed_stops_and_frees_the_model(env, caplog):
-    d, c = env["daemon"], env["client"]
+    c = env["client"]
     rows = tabular(ROWS, seed=3).drop(columns="label")  # one row per slice: many seconds of work
     with pytest.raises(grpc.RpcError) as e:
         c.models.Predict(model_pb.PredictRequest(model_name="tab", data=c.rows(rows)), metadata=c._md, timeout=1.0)

@@ -5,8 +5,7 @@ import logging
 
 import torch
 
-from emberd.engine import Predictor
-from emberd.engine import features
+from emberd.engine import Predictor, features
 
 from ..daemon_helpers import tabular
 

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from ember import Client, EmberRpcError
-from ember.v1 import dataset_service_pb2 as ds_pb, job_pb2, model_service_pb2 as model_pb
+from ember.v1 import dataset_service_pb2 as ds_pb
+from ember.v1 import job_pb2
+from ember.v1 import model_service_pb2 as model_pb
 from emberd.recovery import check
 from emberd.server import create_server
 from emberd.settings import Settings

@@ -25,7 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ember import Client
 from ember.client import DaemonLost, EmberRpcError
-from ember.v1 import job_pb2, model_service_pb2 as model_pb
+from ember.v1 import job_pb2
+from ember.v1 import model_service_pb2 as model_pb
 from emberd.logs import handler
 from emberd.server import create_server
 from emberd.settings import Settings
@@ -142,6 +143,7 @@ def test_not_found_and_failed_precondition_carry_resource_and_precondition(clien
 def test_details_are_a_standard_grpc_status_trailer(daemon):
     """Any gRPC client reads them with its grpc-status library, not only Ember's."""
     from google.rpc import error_details_pb2
+
     from ember.v1 import model_service_pb2_grpc
 
     with grpc.insecure_channel(f"127.0.0.1:{daemon.port}") as ch:
@@ -178,7 +180,8 @@ def test_access_log_lines_in_json_carry_the_call_fields(client, trained):
 
 # ---- client deadlines and retries ----------------------------------------------------------
 def test_deadlines_apply_per_method_and_can_be_overridden(daemon):
-    with Client(f"127.0.0.1:{daemon.port}", timeouts={"ListModels": 0.0}) as c:  # an expired deadline (1e-6 s rounds up to gRPC's 1 ms and a loopback call can make it)
+    # an expired deadline (1e-6 s rounds up to gRPC's 1 ms and a loopback call can make it)
+    with Client(f"127.0.0.1:{daemon.port}", timeouts={"ListModels": 0.0}) as c:
         with pytest.raises(EmberRpcError) as e:
             c.list_models()
         assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
@@ -312,7 +315,8 @@ const grab = (name, p) => p.then(() => { out[name] = 'no error'; }, (e) => { out
   await grab('bad_lr', c.unary(c.models, 'Fit', { model_name: 'n', train_data: { json_records: '[{"x": 1, "label": "a"}]' },
     options: { label: 'label', hyperparameters: { 'optim.lr': '-1' } } }));
   await grab('missing', c.unary(c.models, 'GetModel', { name: 'ghost' }));
-  await grab('resume', c.unary(c.models, 'Fit', { model_name: 'ops', train_data: { json_records: '[{"x": 1, "color": "a", "label": "a"}, {"x": 2, "color": "b", "label": "b"}]' },
+  const rows = '[{"x": 1, "color": "a", "label": "a"}, {"x": 2, "color": "b", "label": "b"}]';
+  await grab('resume', c.unary(c.models, 'Fit', { model_name: 'ops', train_data: { json_records: rows },
     options: { label: 'color' } }));
   await grab('deadline', c.unary(c.models, 'ListModels', {}));
   console.log(JSON.stringify(out));

@@ -13,7 +13,8 @@ import pytest
 from google.protobuf import descriptor_pool, message_factory
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from ember.v1 import artifact_service_pb2, artifact_service_pb2_grpc, dataset_service_pb2 as ds_pb, job_service_pb2, model_service_pb2
+from ember.v1 import artifact_service_pb2, artifact_service_pb2_grpc, job_service_pb2, model_service_pb2
+from ember.v1 import dataset_service_pb2 as ds_pb
 
 from ..daemon_helpers import node
 

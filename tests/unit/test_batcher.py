@@ -60,7 +60,8 @@ def test_max_rows_or_delay_off_gives_one_call_per_batch():
     sizes: list[tuple[int, int]] = []
     df = pd.DataFrame({"x": np.zeros(3)})
     for limits in (BatchLimits(max_rows=1, max_delay_s=0.005), BatchLimits(max_rows=64, max_delay_s=0)):
-        threads = [threading.Thread(target=b.run, args=("k", df, lambda f: f["x"].to_numpy(), lambda: True, limits, lambda c, r: sizes.append((c, r)))) for _ in range(4)]
+        args = ("k", df, lambda f: f["x"].to_numpy(), lambda: True, limits, lambda c, r: sizes.append((c, r)))
+        threads = [threading.Thread(target=b.run, args=args) for _ in range(4)]
         with lock:
             for t in threads:
                 t.start()

@@ -5,6 +5,7 @@ import json
 import sqlite3
 
 import pytest
+
 from emberd.jobspec import BatchSpec, JobSpec, JobSpecError, Launch
 from emberd.registry import SCHEMA, Registry
 

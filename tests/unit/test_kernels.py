@@ -291,7 +291,7 @@ def test_fusion_module_ops_and_reference_agree_in_training_mode():
     assert_close_rel(outs["ops"], outs["reference"])
     for n in grads["ops"]:
         assert_close_rel(grads["ops"][n], grads["reference"][n])
-    for k, m in mods.items():
+    for m in mods.values():
         m.eval()
     with torch.inference_mode():
         assert_close_rel(mods["ops"](feats), mods["reference"](feats))

@@ -13,7 +13,8 @@ def test_generated_stubs_match_the_protos(tmp_path):
     import grpc_tools
 
     include = pathlib.Path(grpc_tools.__file__).parent / "_proto"
-    rc = protoc.main(["protoc", f"-I{root / 'protos'}", f"-I{include}", f"--python_out={tmp_path}", f"--grpc_python_out={tmp_path}", f"--pyi_out={tmp_path}", *protos])
+    outs = [f"--python_out={tmp_path}", f"--grpc_python_out={tmp_path}", f"--pyi_out={tmp_path}"]
+    rc = protoc.main(["protoc", f"-I{root / 'protos'}", f"-I{include}", *outs, *protos])
     assert rc == 0
     generated = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.py*"))
     committed = root / "clients" / "python"

@@ -4,13 +4,15 @@ import pytest
 import torch
 
 from emberd.engine.checkpoint_io import load_checkpoint, save_checkpoint
-from emberd.engine.storage import read_json, write_json, write_tensors, read_tensors
+from emberd.engine.storage import read_json, read_tensors, write_json, write_tensors
 
 
 def test_checkpoint_round_trip_keeps_structure_and_tensors(tmp_path):
     ck = {
         "state_dict": {"a.weight": torch.randn(3, 4), "b": torch.arange(5)},
-        "optimizer_states": [{"state": {0: {"step": torch.tensor(7.0), "exp_avg": torch.ones(2)}}, "param_groups": [{"betas": (0.9, 0.999), "lr": 1e-4, "params": [0]}]}],
+        "optimizer_states": [
+            {"state": {0: {"step": torch.tensor(7.0), "exp_avg": torch.ones(2)}}, "param_groups": [{"betas": (0.9, 0.999), "lr": 1e-4, "params": [0]}]}
+        ],
         "loops": {"epoch": 3, "nan": float("inf"), "none": None, "flag": True},
     }
     save_checkpoint(ck, tmp_path / "x.ckpt")

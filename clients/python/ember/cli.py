@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             for m in client.list_models():
                 state = model_pb2.ModelState.Name(m.state).removeprefix("MODEL_STATE_").lower()
                 aliases = " ".join(f"{a}=v{v}" for a, v in sorted(m.aliases.items()))
-                print(f"{m.name}\tv{m.current_version}\t{m.problem_type}\tlabel={m.label}\t{state}{' (training)' if m.training and m.current_version else ''}\t{aliases}")
+                training = " (training)" if m.training and m.current_version else ""
+                print(f"{m.name}\tv{m.current_version}\t{m.problem_type}\tlabel={m.label}\t{state}{training}\t{aliases}")
         elif args.cmd == "jobs":
             for jb in client.list_jobs(args.model):
                 print(f"{jb.id}\t{jb.model_name}\t{job_pb2.JobKind.Name(jb.kind)[9:]}\t{job_pb2.JobState.Name(jb.state)[10:]}\t{jb.error}")

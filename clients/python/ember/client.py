@@ -18,8 +18,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import grpc
 import numpy as np
@@ -27,15 +28,31 @@ import pandas as pd
 
 from .v1 import (
     artifact_service_pb2 as art_pb,
+)
+from .v1 import (
     artifact_service_pb2_grpc as art_grpc,
+)
+from .v1 import (
     dataset_service_pb2 as ds_pb,
+)
+from .v1 import (
     dataset_service_pb2_grpc as ds_grpc,
+)
+from .v1 import (
     job_pb2,
-    job_service_pb2 as job_pb,
-    job_service_pb2_grpc as job_grpc,
-    model_service_pb2 as model_pb,
-    model_service_pb2_grpc as model_grpc,
     table_pb2,
+)
+from .v1 import (
+    job_service_pb2 as job_pb,
+)
+from .v1 import (
+    job_service_pb2_grpc as job_grpc,
+)
+from .v1 import (
+    model_service_pb2 as model_pb,
+)
+from .v1 import (
+    model_service_pb2_grpc as model_grpc,
 )
 
 DEFAULT_PORT = 50151
@@ -351,7 +368,9 @@ class Client:
         return self._rpc(self.models.Fit, req).job
 
     def transfer(self, model: str, dump_artifact_id: str, train: pd.DataFrame | str, tuning: pd.DataFrame | str | None = None, **options: Any) -> job_pb2.Job:
-        req = model_pb.TransferRequest(model_name=model, train_data=self.table(train, "train"), options=self.options(**options), dump_artifact_id=dump_artifact_id)
+        req = model_pb.TransferRequest(
+            model_name=model, train_data=self.table(train, "train"), options=self.options(**options), dump_artifact_id=dump_artifact_id
+        )
         if tuning is not None:
             req.tuning_data.CopyFrom(self.table(tuning, "tuning"))
         return self._rpc(self.models.Transfer, req).job

@@ -23,7 +23,7 @@ preprocessing itself is ``ember.preprocess``, which the daemon's engine shares.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

@@ -6,8 +6,9 @@ such a job succeeds or ends."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import batch
 from ..datastore import DataStore

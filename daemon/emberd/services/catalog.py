@@ -179,7 +179,9 @@ class Catalog:
         self.require_model(name)
         busy = self.registry.active_job(name, kinds=JOB_KINDS)
         if busy:
-            raise FailedPrecondition(f"model {name!r} has a {busy.kind} job ({busy.id}) queued or running; wait for it or CancelJob it before deleting a version")
+            raise FailedPrecondition(
+                f"model {name!r} has a {busy.kind} job ({busy.id}) queued or running; wait for it or CancelJob it before deleting a version"
+            )
         store = self.store(name)
         if version not in store.versions():
             raise NotFound(f"model {name!r} has no version {version}; versions: {store.versions()}")

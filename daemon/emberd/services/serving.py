@@ -4,8 +4,9 @@ of one warm version are coalesced by its batcher (``emberd.batching``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -96,7 +97,9 @@ class Serving:
         labels = [str(classes[i]) for i in np.asarray(proba).argmax(1)]
         return {"labels": labels, "classes": [str(c) for c in classes], "proba": proba if with_proba else None, "version": v}
 
-    def evaluate(self, name: str, version: int, frame: pd.DataFrame, metrics: list[str], alive: Callable[[], bool] = lambda: True) -> tuple[dict[str, float], int]:
+    def evaluate(
+        self, name: str, version: int, frame: pd.DataFrame, metrics: list[str], alive: Callable[[], bool] = lambda: True
+    ) -> tuple[dict[str, float], int]:
         self._admit_rows(frame, "data")
         entry, v = self.warm(name, version)
         with entry.lock:
