@@ -32,6 +32,7 @@ from emberd.engine.data import infer_schema
 from emberd.engine.features import LengthBuckets
 from emberd.engine.model_store import TrainedModel
 from emberd.engine.models import build_net
+from emberd.engine.models.text import load_tokenizer
 from emberd.engine.training import LitModel
 
 HOLDOUT = {"env.holdout_frac": 0.001}  # one validation row: Ember's batches are the bare loop's rows (minus one)
@@ -41,7 +42,7 @@ def bare_loop(df, cfg: Config, epochs: int, seed: int) -> float:
     schema = infer_schema(df, "label")
     torch.manual_seed(seed)
     net = build_net(schema, cfg, pretrained=True)
-    model = TrainedModel(schema, cfg, net, Predictor._tokenizer(cfg))
+    model = TrainedModel(schema, cfg, net, load_tokenizer(cfg))
     enc = model.encode(df, with_labels=True, skip_bad_images=False)
     collate = model.collator(enc, train=True, seed=seed)
     net.encoders["text"].backbone.embeddings.word_embeddings.weight.requires_grad_(False)

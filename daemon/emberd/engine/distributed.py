@@ -151,6 +151,14 @@ def local_world_size() -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("SLURM_NTASKS_PER_NODE", "1")))
 
 
+def set_threads(cfg: Any) -> None:
+    """torch's threads for ``cfg`` (a ``Config``): ``env.num_threads``, or this machine's
+    cores shared by the ranks on it."""
+    n = cfg.env.num_threads or max(1, (os.cpu_count() or 1) // local_world_size())
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
 def _active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 

@@ -30,9 +30,10 @@ import shutil
 import sys
 import traceback
 import warnings
+from contextlib import contextmanager
 from importlib.metadata import version as pkg_version
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -43,10 +44,10 @@ from ember.preprocess import FORMAT, BundleInputs
 
 from .errors import EmberError, FailedPrecondition, InvalidArgument, Unsupported
 from .inference import raw_outputs
-from .detection.model import DetectionModel
 from .model_store import ModelStore, TrainedModel
 from .faults import fault
 from .storage import fresh_staging_dir, publish_dir, write_json
+from .tasks import task_for
 
 OPSET = 18
 TOLERANCE = 1e-4
@@ -250,7 +251,7 @@ def _versions(opset: int) -> dict[str, str]:
 
 
 def export_model(
-    model: TrainedModel | DetectionModel,
+    model: Any,
     out_dir: str | Path,
     parity_rows: pd.DataFrame,
     *,
@@ -260,20 +261,23 @@ def export_model(
 ) -> Path:
     """Write the bundle for ``model`` into ``out_dir`` (staged beside it, renamed into place
     only once every check passed). ``parity_rows``: real rows (features; a label column is
-    ignored) for the parity run; at least 2. ``opset``: the ONNX opset (default 18)."""
+    ignored) for the parity run; at least 2. ``opset``: the ONNX opset (default 18). The
+    bundle is the model's task's (``tasks.Task.export``)."""
     check_opset(opset)
-    if isinstance(model, DetectionModel):
-        return _export_detector(model, Path(out_dir), parity_rows, opset)
+    return task_for(model).export(Path(out_dir), parity_rows, backbones=backbones, source=source, opset=opset)
+
+
+def export_table(
+    model: TrainedModel, out_dir: Path, parity_rows: pd.DataFrame, *, backbones: bool, source: dict[str, Any] | None, opset: int
+) -> Path:
+    """The table/fusion model's bundle (see the module docstring)."""
     _check_exportable(model)
     s = model.schema
     rows = parity_rows.reset_index(drop=True)
     s.check_columns(rows, with_label=False, what="the parity rows")
     if len(rows) < 2:
         raise InvalidArgument(f"the parity check needs at least 2 real rows, got {len(rows)}")
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = fresh_staging_dir(out_dir.parent, out_dir.name)
-    try:
+    with staged(out_dir) as staging:
         graph = _Graph(model).eval()
         text_names, image_names = _input_names(model, graph.num_seqs)
         inputs = [n for d in text_names for n in d.values()] + image_names
@@ -348,12 +352,22 @@ def export_model(
         if backbones:
             manifest["backbones"] = _export_backbones(model, rows, staging, opset)
         write_json(staging / "manifest.json", manifest)
+    return out_dir
+
+
+@contextmanager
+def staged(out_dir: Path) -> Iterator[Path]:
+    """A fresh staging folder beside ``out_dir``, published there when the block ends
+    without an error (every check passed) and removed when it raises."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = fresh_staging_dir(out_dir.parent, out_dir.name)
+    try:
+        yield staging
         fault("export.mid")
         publish_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return out_dir
 
 
 def _run_bundle(bundle: Path, rows: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -366,32 +380,13 @@ def _run_bundle(bundle: Path, rows: pd.DataFrame) -> dict[str, np.ndarray]:
     return inputs.run(session, rows)
 
 
-def _export_detector(model: DetectionModel, out_dir: Path, rows: pd.DataFrame, opset: int) -> Path:
-    """A detector up to its head's raw outputs (``detection.export``), staged and published
-    only when onnxruntime agrees with torch within ``TOLERANCE`` (relative to magnitude)."""
-    from .detection.export import export_onnx
-
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = fresh_staging_dir(out_dir.parent, out_dir.name)
-    try:
-        parity = export_onnx(model, staging, rows.head(8), opset=opset)["parity"]
-        if parity["max_rel_diff"] > TOLERANCE:
-            raise ParityError(f"onnxruntime disagrees with torch on the detector's raw outputs: {parity}")
-        fault("export.mid")
-        publish_dir(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out_dir
-
-
 def _export_backbones(model: TrainedModel, rows: pd.DataFrame, staging: Path, opset: int) -> list[dict[str, Any]]:
     """Each backbone as ``dump_model`` writes it, exported from that dump folder."""
-    from .dump import dump_backbones
+    from .dump import dump_table_backbones
 
     out = []
     dump_root = staging / ".dump"
-    for folder in dump_backbones(model, dump_root):
+    for folder in dump_table_backbones(model, dump_root):
         target = staging / "backbones" / f"{folder.name}.onnx"
         target.parent.mkdir(exist_ok=True)
         if folder.name == "hf_text":

@@ -1,11 +1,11 @@
 """``Predictor``: AutoGluon MultiModalPredictor's methods for the continuous-training
-workflow (fit, continued fit, resume, predict, evaluate, embed, dump), over the pieces in
-this package. It orchestrates; the work is in ``data``, ``features``, ``training``,
-``model_store`` and ``dump``."""
+workflow (fit, continued fit, resume, predict, evaluate, embed, dump, export), over the
+pieces in this package. It orchestrates a fit's run (plan, folder, run record, publish);
+what a kind of model does is its task's (``tasks``: table/fusion or detection), which rows
+a fit validates on and how a continued fit is judged is ``fit_policy``'s."""
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import time
@@ -17,34 +17,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import Config
+from . import fit_policy
 from .data import drop_unlabelled, load_table
-from .distributed import Scale, launched_rank, local_world_size, params_digest, split_scale
-from .errors import FailedPrecondition, InvalidArgument, Unsupported
-from .inference import raw_outputs, to_predictions
-from .metrics import canonical, default_metric, higher_is_better, score
-from .detection.data import DETECTION, check_detection_rows
-from .detection.evaluation import METRICS as DETECTION_METRICS, check_metrics, coco_map
-from .detection.model import DetectionModel
-from .detection.training import train_detector
-from .model_store import ModelStore, TrainedModel, frame_digest, load_model
-from .models import build_net
+from .detection.data import DETECTION
+from .distributed import Scale, launched_rank, params_digest, set_threads
+from .errors import FailedPrecondition, InvalidArgument
+from .model_store import ModelStore, frame_digest, load_model
 from .plan import check_run_options, plan_fit
 from .storage import read_json, write_json
-from .training import train
+from .tasks import Task, create_task, task_for
 
 log = logging.getLogger("emberd.engine")
 
 __all__ = ["Predictor"]
-
-MAX_HOLDOUT_ROWS = 1000
-
-
-def _set_threads(cfg: Config) -> None:
-    # the ranks of a distributed fit on one machine share its cores
-    n = cfg.env.num_threads or max(1, (os.cpu_count() or 1) // local_world_size())
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(n)
 
 
 def _drop_event(event: dict[str, Any]) -> None:
@@ -70,7 +55,7 @@ class Predictor:
         self.eval_metric = eval_metric
         self.path = str(path) if path is not None else os.path.join("EmberModels", time.strftime("ember-%Y%m%d_%H%M%S"))
         self.verbosity = verbosity
-        self._model: TrainedModel | DetectionModel | None = None
+        self._task: Task | None = None
         self._version: int | None = None
         self._resume = False
         self.fit_summary: dict[str, Any] | None = None
@@ -99,10 +84,10 @@ class Predictor:
             p._resume = True
         if version is not None:
             p._version = version
-            p._model = store.load_version(version)
+            p._task = task_for(store.load_version(version))
         elif meta.get("current_version") is not None:
             p._version = meta["current_version"]
-            p._model = store.load_version(p._version)
+            p._task = task_for(store.load_version(p._version))
         elif not resume:
             raise FailedPrecondition(
                 f"{str(path)!r} has no finished model: its first fit was interrupted. "
@@ -113,6 +98,11 @@ class Predictor:
     @property
     def version(self) -> int | None:
         return self._version
+
+    @property
+    def _model(self) -> Any:
+        """The current model (``TrainedModel`` or ``DetectionModel``), or None before a fit."""
+        return None if self._task is None else self._task.model
 
     @property
     def class_labels(self) -> list[Any] | None:
@@ -158,14 +148,9 @@ class Predictor:
         tuning_df = load_table(tuning_data, what="tuning_data") if tuning_data is not None else None
         store = ModelStore(self.path)
         if self._resume:
-            scale, rest = split_scale(hyperparameters)
-            if rest:
-                raise InvalidArgument(
-                    f"a resume continues the interrupted run with its own hyperparameters; it takes only the scale-out keys "
-                    f"(env.num_gpus, env.devices, env.num_nodes, env.strategy), not {sorted(rest)}"
-                )
+            scale = fit_policy.check_resume_options(hyperparameters)
             return self._fit_resume(store, drop_unlabelled(train_df, self.label), tuning_df, started, emit, scale, job_id)
-        parent = self._model
+        parent = self._task
         plan = plan_fit(
             label=self.label,
             train_df=train_df,
@@ -174,29 +159,24 @@ class Predictor:
             problem_type=self.problem_type,
             eval_metric=self.eval_metric,
             column_types=column_types,
-            current=(parent.schema, parent.cfg) if parent else None,
+            current=(parent.model.schema, parent.model.cfg) if parent else None,
             time_limit=time_limit,
             seed=seed,
         )
         schema, cfg, metric = plan.schema, plan.cfg, plan.metric
         rank = launched_rank(plan.scale)
         train_df = drop_unlabelled(train_df, self.label)
-        _set_threads(cfg)
+        set_threads(cfg)
         if parent is None:
-            if rank == 0 and store.exists() and store.meta().get("current_version") is not None:
-                raise FailedPrecondition(
-                    f"{self.path!r} already holds a trained predictor; load it to continue training, "
-                    "or choose another path for a new model"
-                )
+            if rank == 0:
+                fit_policy.check_new_path(store, self.path)
             torch.manual_seed(seed)  # new layers start from the same weights for the same seed
-            model = self._new_model(schema, cfg)
-        elif isinstance(parent, DetectionModel):
-            model = parent.continued(cfg)
+            task = create_task(schema, cfg)
         else:
-            model = TrainedModel(schema, cfg, copy.deepcopy(parent.net), parent.tokenizer)
+            task = parent.continued(schema, cfg)
 
-        train_df, val_df = self._split(train_df, tuning_df, cfg, seed)
-        val_df = self._with_parent_val(store, self._version, val_df, tuning_df)
+        train_df, val_df = fit_policy.split_holdout(train_df, tuning_df, self.label, cfg, seed)
+        val_df = fit_policy.with_parent_val(store, self._version, val_df, tuning_df)
         run = {
             "status": "running",
             "run_id": job_id or uuid.uuid4().hex,  # the idempotency key of the version this run publishes
@@ -218,9 +198,9 @@ class Predictor:
                     {"label": self.label, "problem_type": schema.problem_type, "eval_metric": metric, "current_version": None}
                 )
             store.clear_run()
-            model.write_assets(store.run_dir / "assets")
+            task.model.write_assets(store.run_dir / "assets")
             write_json(store.run_dir / "run.json", run)
-        return self._run(store, model, run, train_df, val_df, started, emit, resume_from=None, rank=rank)
+        return self._run(store, task, run, train_df, val_df, started, emit, resume_from=None, rank=rank)
 
     def _fit_resume(
         self, store: ModelStore, train_df: pd.DataFrame, tuning_df: pd.DataFrame | None, started: float, emit: Callable,
@@ -231,30 +211,28 @@ class Predictor:
         if scale is not None:  # the same run on another number of processes
             run = {**run, "scale": scale.to_dict()}
         rank = launched_rank(Scale.from_dict(run.get("scale")))
-        model = load_model(store.run_dir / "assets", None)
+        task = task_for(load_model(store.run_dir / "assets", None))
         ckpt = store.run_dir / "last.ckpt"
         if not ckpt.exists():
             # Killed before its first checkpoint: start the run again from its starting weights.
             log.warning("no checkpoint in the interrupted run at %s; restarting that run from its start", store.run_dir)
             base = store.load_version(run["parent_version"]).net.state_dict() if run["parent_version"] else None
             if base is not None:
-                model.net.load_state_dict(base)
+                task.model.net.load_state_dict(base)
             else:
-                model = self._new_model(model.schema, model.cfg)
-        if isinstance(model, DetectionModel):
-            check_detection_rows(train_df, model.schema, with_label=True, what="train_data")
-        else:
-            model.schema.check_columns(train_df, with_label=True, what="train_data")
-        _set_threads(model.cfg)
-        train_df, val_df = self._split(train_df, tuning_df, model.cfg, run["seed"])
-        val_df = self._with_parent_val(store, run["parent_version"], val_df, tuning_df)
+                task = create_task(task.model.schema, task.model.cfg)
+        task.check_rows(train_df, with_label=True, what="train_data")
+        cfg = task.model.cfg
+        set_threads(cfg)
+        train_df, val_df = fit_policy.split_holdout(train_df, tuning_df, self.label, cfg, run["seed"])
+        val_df = fit_policy.with_parent_val(store, run["parent_version"], val_df, tuning_df)
         self._resume = False
-        return self._run(store, model, run, train_df, val_df, started, emit, resume_from=ckpt if ckpt.exists() else None, rank=rank)
+        return self._run(store, task, run, train_df, val_df, started, emit, resume_from=ckpt if ckpt.exists() else None, rank=rank)
 
     def _run(
         self,
         store: ModelStore,
-        model: TrainedModel | DetectionModel,
+        task: Task,
         run: dict[str, Any],
         train_df: pd.DataFrame,
         val_df: pd.DataFrame,
@@ -263,50 +241,22 @@ class Predictor:
         resume_from: Path | None,
         rank: int = 0,
     ) -> "Predictor":
-        schema, cfg = model.schema, model.cfg
+        model = task.model
         scale = Scale.from_dict(run.get("scale"))
         if rank != 0:
             emit = _drop_event  # rank 0 speaks for the group
-        train_enc = model.encode(train_df, with_labels=True, skip_bad_images=True)
-        val_enc = model.encode(val_df, with_labels=True, skip_bad_images=True)
+        train_enc = task.encode(train_df, with_labels=True, skip_bad_images=True)
+        val_enc = task.encode(val_df, with_labels=True, skip_bad_images=True)
         emit({"kind": "state", "state": "training", "train_rows": train_enc.n, "val_rows": val_enc.n, "resumed": resume_from is not None,
               "world_size": scale.world_size})
-        if isinstance(model, DetectionModel):
-            result = train_detector(
-                model,
-                train_set=train_enc,
-                val_set=val_enc,
-                continued=run["parent_version"] is not None,
-                time_limit=run["time_limit"],
-                started=started,
-                checkpoint_path=store.run_dir / "last.ckpt",
-                resume_from=resume_from,
-                seed=run["seed"],
-                emit=emit,
-            )
-        else:
-            result = train(
-                model.net,
-                schema,
-                cfg,
-                train_enc=train_enc,
-                val_enc=val_enc,
-                make_collator=lambda enc, train: model.collator(enc, train=train, seed=run["seed"]),
-                metric=run["metric"],
-                time_limit=run["time_limit"],
-                started=started,
-                checkpoint_path=store.run_dir / "last.ckpt",
-                resume_from=resume_from,
-                fresh_head=run["parent_version"] is None,
-                seed=run["seed"],
-                emit=emit,
-                scale=scale,
-                rank=rank,
-            )
+        result = task.train(
+            train_enc, val_enc, run, started=started, checkpoint_path=store.run_dir / "last.ckpt", resume_from=resume_from,
+            emit=emit, scale=scale, rank=rank,
+        )
         model.net.eval()
         ranks = {"rank": rank, "world_size": scale.world_size, "params_sha256": params_digest(model.net)}
         if rank != 0:  # the same weights as rank 0's (params_sha256 shows it); rank 0 writes them
-            self._model, self.fit_summary = model, {"distributed": ranks}
+            self._task, self.fit_summary = task, {"distributed": ranks}
             return self
         metrics: dict[str, Any] = {
             "metric": run["metric"],
@@ -324,14 +274,7 @@ class Predictor:
         }
         parent = run["parent_version"]
         if parent is not None:
-            # Training did not beat the parent on the holdout: the new version keeps the
-            # parent's weights (it still records the new rows' lineage and holdout), and says so.
-            metrics["kept_parent"] = result.averaged_steps == [0]
-            if metrics["kept_parent"]:
-                emit({"kind": "state", "state": "kept_parent", "parent_version": parent, "val_score": result.best_score,
-                      "message": f"{result.steps} steps on the new rows did not beat version {parent} on the holdout; "
-                                 "the new version keeps its weights"})
-            metrics["forgetting"] = self._forgetting(store, parent, model, run["metric"])
+            metrics.update(fit_policy.continued_outcome(store, parent, task, run["metric"], result, emit))
         val_frame = val_df.iloc[val_enc.kept_rows].reset_index(drop=True)
         version = store.publish_version(
             model,
@@ -342,166 +285,56 @@ class Predictor:
         )
         write_json(store.run_dir / "run.json", {**run, "status": "succeeded", "version": version})
         (store.run_dir / "last.ckpt").unlink(missing_ok=True)
-        self._model, self._version = model, version
-        self.problem_type, self.eval_metric = schema.problem_type, run["metric"]
+        self._task, self._version = task, version
+        self.problem_type, self.eval_metric = model.schema.problem_type, run["metric"]
         self.fit_summary = {**metrics, "version": version, "fit_seconds": time.monotonic() - started}
         emit({"kind": "state", "state": "succeeded", "version": version, "val_score": result.best_score})
         return self
 
-    @staticmethod
-    def _new_model(schema: Any, cfg: Config) -> TrainedModel | DetectionModel:
-        if schema.problem_type == DETECTION:
-            return DetectionModel.create(schema, cfg)
-        return TrainedModel(schema, cfg, build_net(schema, cfg, pretrained=True), Predictor._tokenizer(cfg) if schema.text else None)
-
-    # ---- checks -----------------------------------------------------------------------
-    def _split(self, train_df: pd.DataFrame, tuning_df: pd.DataFrame | None, cfg: Config, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-        if tuning_df is not None:
-            return train_df, drop_unlabelled(tuning_df, self.label)
-        if len(train_df) < 2:
-            raise InvalidArgument("train_data needs at least 2 labelled rows (one is held out for validation)")
-        n_val = min(MAX_HOLDOUT_ROWS, max(1, int(round(len(train_df) * cfg.env.holdout_frac))))
-        perm = np.random.default_rng(seed).permutation(len(train_df))
-        val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-        return train_df.iloc[train_idx].reset_index(drop=True), train_df.iloc[val_idx].reset_index(drop=True)
-
-    @staticmethod
-    def _with_parent_val(store: ModelStore, parent: int | None, val_df: pd.DataFrame, tuning_df: pd.DataFrame | None) -> pd.DataFrame:
-        """A continued fit without tuning_data validates on its own holdout and on the parent
-        version's validation rows (at most MAX_HOLDOUT_ROWS, the new ones first): model
-        selection weighs the data the model knew beside the new data."""
-        if parent is None or tuning_df is not None:
-            return val_df
-        old = pd.read_parquet(store.version_dir(parent) / "val.parquet")
-        old = old[[c for c in val_df.columns if c in old.columns]]
-        return pd.concat([val_df, old], ignore_index=True).head(MAX_HOLDOUT_ROWS)
-
-    def _forgetting(self, store: ModelStore, parent: int, model: TrainedModel, metric: str) -> dict[str, Any]:
-        """Re-score the parent version's validation rows with the new weights."""
-        pdir = store.version_dir(parent)
-        before = read_json(pdir / "metrics.json")["val_score"]
-        old_val = pd.read_parquet(pdir / "val.parquet")
-        after = self._score(model, old_val, metric)
-        change = after - before
-        return {
-            "parent_version": parent,
-            "metric": metric,
-            "previous_val_rows": len(old_val),
-            "before": before,
-            "after": after,
-            "change": change,
-            "forgot": (change < 0) if metric in DETECTION_METRICS or higher_is_better(metric) else (change > 0),
-        }
-
     # ---- inference --------------------------------------------------------------------
-    def _require_model(self) -> TrainedModel | DetectionModel:
-        if self._model is None:
+    def _require_task(self) -> Task:
+        if self._task is None:
             raise FailedPrecondition("this predictor has no trained model yet: call fit first")
-        return self._model
+        return self._task
 
-    def _raw(self, model: TrainedModel, df: pd.DataFrame, with_labels: bool = False) -> tuple[np.ndarray, Any]:
-        model.schema.check_columns(df, with_label=with_labels)
-        enc = model.encode(df, with_labels=with_labels, skip_bad_images=False)
-        _set_threads(model.cfg)
-        raw = raw_outputs(model.net, model.collator(enc, train=False), enc.lengths(model.cfg.text.text_pair_mode), model.cfg.env.eval_batch_size)
-        return raw, enc
-
-    def _score(self, model: TrainedModel | DetectionModel, df: pd.DataFrame, metric: str) -> float:
-        if isinstance(model, DetectionModel):
-            return self._detection_scores(model, df, [metric])[metric]
-        df = drop_unlabelled(df, model.schema.label)
-        raw, enc = self._raw(model, df, with_labels=True)
-        y = enc.labels.numpy()
-        if model.schema.problem_type == "regression":
-            y = y.astype(np.float64) * model.schema.label_std + model.schema.label_mean
-        return score(metric, y, to_predictions(model.schema, raw))
+    def _require_model(self) -> Any:
+        """The current model (``TrainedModel`` or ``DetectionModel``); refused before a fit."""
+        return self._require_task().model
 
     def predict(self, data: pd.DataFrame | str, as_pandas: bool = True) -> pd.Series | np.ndarray | list:
         """Labels, values, or for a detector each row's detections: a list of
         ``{"bbox": [x1, y1, x2, y2], "score": s, "class": name}`` (original pixels)."""
-        model = self._require_model()
+        task = self._require_task()
         df = load_table(data)
-        if isinstance(model, DetectionModel):
-            out = self._detect(model, df)
-            return pd.Series(out, index=df.index, name=model.schema.label) if as_pandas else out
-        raw, _ = self._raw(model, df)
-        out = to_predictions(model.schema, raw)
-        if model.schema.problem_type != "regression":
-            out = model.schema.decode_labels(out.argmax(1))
-            try:
-                out = out.astype(type(model.schema.classes[0])) if not isinstance(model.schema.classes[0], str) else out
-            except (TypeError, ValueError):
-                pass
-        return pd.Series(out, index=df.index, name=model.schema.label) if as_pandas else out
+        out = task.predict(df)
+        return pd.Series(out, index=df.index, name=task.model.schema.label) if as_pandas else out
 
     def predict_proba(self, data: pd.DataFrame | str, as_pandas: bool = True, as_multiclass: bool = True) -> pd.DataFrame | np.ndarray:
-        model = self._require_model()
-        if model.schema.problem_type in ("regression", DETECTION):
-            raise FailedPrecondition(f"predict_proba is for classification; this model is {model.schema.problem_type}: use predict")
+        task = self._require_task()
+        schema = task.model.schema
+        if schema.problem_type in ("regression", DETECTION):
+            raise FailedPrecondition(f"predict_proba is for classification; this model is {schema.problem_type}: use predict")
         df = load_table(data)
-        raw, _ = self._raw(model, df)
-        proba = to_predictions(model.schema, raw)
-        if not as_multiclass and model.schema.problem_type == "binary":
+        proba = task.predict_proba(df)
+        if not as_multiclass and schema.problem_type == "binary":
             proba = proba[:, 1]
             return pd.Series(proba, index=df.index) if as_pandas else proba
-        return pd.DataFrame(proba, index=df.index, columns=list(model.schema.classes)) if as_pandas else proba
+        return pd.DataFrame(proba, index=df.index, columns=list(schema.classes)) if as_pandas else proba
 
     def evaluate(self, data: pd.DataFrame | str, metrics: list[str] | str | None = None) -> dict[str, float]:
-        model = self._require_model()
+        task = self._require_task()
         df = load_table(data)
-        if model.schema.label not in df.columns:
-            raise InvalidArgument(f"evaluate needs the label column {model.schema.label!r}; data has {list(df.columns)}")
-        if isinstance(model, DetectionModel):
-            names = [metrics] if isinstance(metrics, str) else list(metrics or [self.eval_metric or "map"])
-            return self._detection_scores(model, df, check_metrics(names))
-        names = [metrics] if isinstance(metrics, str) else list(metrics or [self.eval_metric or default_metric(model.schema.problem_type)])
-        names = [canonical(m, model.schema.problem_type) for m in names]
-        df = drop_unlabelled(df, model.schema.label)
-        raw, enc = self._raw(model, df, with_labels=True)
-        y = enc.labels.numpy()
-        if model.schema.problem_type == "regression":
-            y = y.astype(np.float64) * model.schema.label_std + model.schema.label_mean
-        out = to_predictions(model.schema, raw)
-        return {m: score(m, y, out) for m in names}
+        label = task.model.schema.label
+        if label not in df.columns:
+            raise InvalidArgument(f"evaluate needs the label column {label!r}; data has {list(df.columns)}")
+        names = [metrics] if isinstance(metrics, str) else list(metrics or [self.eval_metric or task.default_metric])
+        return task.evaluate(df, names)
 
     @torch.inference_mode()
     def extract_embedding(self, data: pd.DataFrame | str, as_tensor: bool = False) -> np.ndarray | torch.Tensor:
         """The features the head sees: each modality's embedding, concatenated (N, D)."""
-        from .features import LengthBuckets
-
-        model = self._require_model()
-        if isinstance(model, DetectionModel):
-            raise Unsupported("extract_embedding is for classification and regression models; a detector gives boxes: use predict")
-        df = load_table(data)
-        model.schema.check_columns(df, with_label=False)
-        enc = model.encode(df, with_labels=False, skip_bad_images=False)
-        collator = model.collator(enc, train=False)
-        out: np.ndarray | None = None
-        model.net.eval()
-        for rows in LengthBuckets(enc.lengths(model.cfg.text.text_pair_mode), model.cfg.env.eval_batch_size, shuffle=False):
-            f = torch.cat(model.net.features(collator(rows)), -1).numpy()
-            if out is None:
-                out = np.empty((enc.n, f.shape[1]), dtype=np.float32)
-            out[rows] = f
+        out = self._require_task().embed(load_table(data))
         return torch.from_numpy(out) if as_tensor else out
-
-    def _detect(self, model: DetectionModel, df: pd.DataFrame) -> list[list[dict[str, Any]]]:
-        check_detection_rows(df, model.schema, with_label=False, what="data")
-        ds = model.encode(df, with_labels=False, skip_bad_images=False)
-        _set_threads(model.cfg)
-        classes = model.schema.classes
-        return [
-            [{"bbox": [float(v) for v in b], "score": float(sc), "class": classes[int(c)]} for b, sc, c in zip(*found)]
-            for found in model.detect(ds)
-        ]
-
-    def _detection_scores(self, model: DetectionModel, df: pd.DataFrame, names: list[str]) -> dict[str, float]:
-        """COCO mAP and friends (``detection.evaluation.METRICS``) on labelled rows."""
-        check_detection_rows(df, model.schema, with_label=True, what="data")
-        ds = model.encode(df, with_labels=True, skip_bad_images=False)
-        _set_threads(model.cfg)
-        scores = coco_map(model.detect(ds), model.targets(ds), len(model.schema.classes))
-        return {m: scores[m] for m in names}
 
     # ---- dump -------------------------------------------------------------------------
     def dump_model(self, save_path: str | os.PathLike | None = None) -> str:
@@ -539,14 +372,6 @@ class Predictor:
         return str(out / "model.onnx")
 
     # ---- helpers ----------------------------------------------------------------------
-    @staticmethod
-    def _tokenizer(cfg: Config) -> Any:
-        from transformers import AutoTokenizer
-
-        from .models.text import resolve_text_checkpoint
-
-        return AutoTokenizer.from_pretrained(resolve_text_checkpoint(cfg.text.checkpoint_name))
-
     def _log_event(self, e: dict[str, Any]) -> None:
         if self.verbosity < 2:
             return

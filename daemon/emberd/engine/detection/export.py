@@ -22,10 +22,11 @@ import torch
 from torch import nn
 
 from ..errors import Unsupported
+from ..export import TOLERANCE, ParityError, staged
 from ..storage import write_json
 from .model import DetectionModel
 
-__all__ = ["export_onnx"]
+__all__ = ["export_onnx", "publish_onnx"]
 
 OUTPUTS = {
     "FCOSHead": ("cls_score", "bbox_pred", "centerness"),
@@ -112,3 +113,13 @@ def export_onnx(model: DetectionModel, folder: Path, rows: pd.DataFrame, *, opse
     }
     write_json(folder / "manifest.json", manifest)
     return manifest
+
+
+def publish_onnx(model: DetectionModel, out_dir: Path, rows: pd.DataFrame, *, opset: int) -> Path:
+    """``export_onnx`` staged beside ``out_dir`` and published there only when onnxruntime
+    agrees with torch within ``export.TOLERANCE`` (relative to magnitude)."""
+    with staged(out_dir) as staging:
+        parity = export_onnx(model, staging, rows.head(8), opset=opset)["parity"]
+        if parity["max_rel_diff"] > TOLERANCE:
+            raise ParityError(f"onnxruntime disagrees with torch on the detector's raw outputs: {parity}")
+    return out_dir

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import MINILM, TextConfig, default_text_checkpoint
+from ..config import MINILM, Config, TextConfig, default_text_checkpoint
 from ..errors import NotFound
 
 
@@ -25,6 +25,13 @@ def resolve_text_checkpoint(name: str) -> str:
         f"(a folder with config.json and weights, e.g. one written by dump_model); "
         f"Ember does not download from a hub. The default is {MINILM!r}."
     )
+
+
+def load_tokenizer(cfg: Config) -> Any:
+    """The tokenizer of ``cfg.text.checkpoint_name``."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_text_checkpoint(cfg.text.checkpoint_name))
 
 
 class TextEncoder(nn.Module):
