@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import InvalidArgument
 
@@ -140,7 +141,9 @@ class OptimConfig:
     weight_decay: float = _f(1e-3, "AdamW weight decay (not on biases and norms)", _ge(0.0, 10.0))
     warmup_steps: float = _f(0.05, "fraction of the run spent warming the learning rate up", _fraction(low_open=False, high_open=True))
     head_init_rows: int = _f(512, "a new linear head is first fitted exactly (L-BFGS) on the features of this many rows; 0 = off", _ge(0, 1_000_000))
-    linear_probe_frac: float = _f(0.15, "fusion models: fraction of the run that trains the fusion MLP only, backbones frozen (LP-FT)", _fraction(low_open=False, high_open=True))
+    linear_probe_frac: float = _f(
+        0.15, "fusion models: fraction of the run that trains the fusion MLP only, backbones frozen (LP-FT)", _fraction(low_open=False, high_open=True)
+    )
     max_epochs: int = _f(10, "upper bound on epochs (the time limit usually ends the fit first)", _ge(1, 100_000))
     top_k: int = _f(3, "validation checkpoints kept for the final average", _ge(1, 100))
     top_k_average_method: str = _f("greedy_soup", "'greedy_soup' (AutoMM's default), 'uniform_soup' or 'best'")
@@ -299,7 +302,7 @@ class Config:
         """The overrides that would change this model's structure (refused in a continued fit)."""
         changed = []
         new = Config.from_overrides(overrides, base=self)
-        for key, value in overrides.items():
+        for key in overrides:
             if key == "model.names":
                 if new.names != self.names:
                     changed.append(f"model.names: {self.names} -> {new.names}")

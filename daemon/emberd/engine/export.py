@@ -30,10 +30,11 @@ import shutil
 import sys
 import traceback
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import version as pkg_version
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,9 +44,9 @@ from torch import nn
 from ember.preprocess import FORMAT, BundleInputs
 
 from .errors import EmberError, FailedPrecondition, InvalidArgument, Unsupported
+from .faults import fault
 from .inference import raw_outputs
 from .model_store import ModelStore, TrainedModel
-from .faults import fault
 from .storage import fresh_staging_dir, publish_dir, write_json
 from .tasks import task_for
 
@@ -470,7 +471,8 @@ def export_timm_image(folder: str | Path, out_path: str | Path, images: np.ndarr
     std = torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1)
     x = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
     axes = {"pixel_values": {0: "batch"}, "features": {0: "batch"}}
-    _torch_export(model, (x,), out_path, ["pixel_values"], ["features"], axes, {"batch": 65536}, f"the timm image backbone {cfg.get('architecture', type(model).__name__)} at {folder}", opset)
+    what = f"the timm image backbone {cfg.get('architecture', type(model).__name__)} at {folder}"
+    _torch_export(model, (x,), out_path, ["pixel_values"], ["features"], axes, {"batch": 65536}, what, opset)
     with torch.inference_mode():
         ours = model(x).numpy()
     sess = ort.InferenceSession(str(out_path), providers=["CPUExecutionProvider"])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 POINTS = {
     "upload.mid": "the daemon, with the first chunk of an upload written to its temp file",

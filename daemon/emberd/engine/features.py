@@ -17,9 +17,10 @@ import contextvars
 import functools
 import logging
 import math
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -181,7 +182,7 @@ def encode_table(
     images: list[np.ndarray] = []
     decoded_cols = []
     for col in schema.image:
-        decoded, errors = decode_images(df[col].tolist(), lambda v: load_image(v, image_size, col))
+        decoded, errors = decode_images(df[col].tolist(), lambda v, col=col: load_image(v, image_size, col))
         if errors:
             if not skip_bad_images:
                 raise InvalidArgument(

@@ -19,9 +19,10 @@ import io
 import os
 import stat
 import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from ember.preprocess import image_source
 
@@ -72,7 +73,7 @@ class ImageTooLarge(InvalidArgument):
 # A context variable, not a global: an in-process daemon (tests, embedding) confines its RPCs
 # without confining the library code beside it. Threads that read for a call copy the
 # caller's context (``features.decode_images`` does).
-_policy: contextvars.ContextVar[ReadPolicy] = contextvars.ContextVar("ember_read_policy", default=ReadPolicy())
+_policy: contextvars.ContextVar[ReadPolicy] = contextvars.ContextVar("ember_read_policy", default=ReadPolicy())  # noqa: B039 - frozen
 
 
 def set_read_policy(policy: ReadPolicy) -> None:

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import lightning as L
-from lightning.pytorch.plugins.io import AsyncCheckpointIO
 import numpy as np
 import torch
+from lightning.pytorch.plugins.io import AsyncCheckpointIO
 from torch import nn
 
 from .callbacks import BudgetSchedule, LinearProbe, Progress, TimeBudget, Validator

@@ -5,7 +5,8 @@ samples are counted for the whole group (each rank's batch times the ranks)."""
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import lightning as L
 

@@ -9,7 +9,8 @@ so every rank stops after the same step."""
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import lightning as L
 

@@ -8,19 +8,18 @@ once per dataset and resized to a square (boxes scaled alike); predictions are s
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from PIL import Image, ImageOps
-
 
 from ..data import JsonTooDeep, Schema, _looks_like_image, parse_json, register_table_reader
 from ..errors import InvalidArgument, NotFound

@@ -12,8 +12,9 @@ from __future__ import annotations
 import copy
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -149,7 +150,9 @@ PRESETS: dict[str, Callable[[int], dict[str, Any]]] = {
 
 
 def is_mmdet_folder(name: str) -> bool:
-    return ("/" in name or os.sep in name) and os.path.isdir(name) and os.path.exists(os.path.join(name, "config.json")) and os.path.exists(os.path.join(name, "model.safetensors"))
+    if not ("/" in name or os.sep in name) or not os.path.isdir(name):
+        return False
+    return os.path.exists(os.path.join(name, "config.json")) and os.path.exists(os.path.join(name, "model.safetensors"))
 
 
 def check_detector_checkpoint(name: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -41,7 +41,8 @@ def coco_map(
     for i, ((gb, gl), (pb, ps, pl)) in enumerate(zip(targets, predictions)):
         images.append({"id": i})
         for b, c in zip(gb, gl):
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": int(c), "bbox": xywh(b), "area": float((b[2] - b[0]) * (b[3] - b[1])), "iscrowd": 0})
+            area = float((b[2] - b[0]) * (b[3] - b[1]))
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": int(c), "bbox": xywh(b), "area": area, "iscrowd": 0})
         for b, s, c in zip(pb, ps, pl):
             dets.append({"image_id": i, "category_id": int(c), "bbox": xywh(b), "score": float(s)})
     if not anns:

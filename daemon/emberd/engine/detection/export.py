@@ -106,7 +106,9 @@ def export_onnx(model: DetectionModel, folder: Path, rows: pd.DataFrame, *, opse
         "head": head["type"],
         "strides": strides,
         "prior_generator": head.get("anchor_generator") or {"type": type(priors).__name__, "strides": strides, "offset": priors.offset},
-        "bbox_coder": head.get("bbox_coder", {"type": "distance (l, t, r, b) * stride" if head["type"] == "FCOSHead" else "YOLOX (xy offset * stride, exp(wh) * stride)"}),
+        "bbox_coder": head.get(
+            "bbox_coder", {"type": "distance (l, t, r, b) * stride" if head["type"] == "FCOSHead" else "YOLOX (xy offset * stride, exp(wh) * stride)"}
+        ),
         "test_cfg": test_cfg,
         "decoding": DECODING,
         "parity": {"rows": ds.n, "max_abs_diff": by_kind, "max_rel_diff": rel_diff},

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,9 @@ def mmdet_config(model_cfg: dict[str, Any], classes: Sequence[str], image_size: 
         "test_dataloader": {
             "batch_size": 1,
             "num_workers": 0,
-            "dataset": {"type": "CocoDataset", "data_root": "", "ann_file": "", "test_mode": True, "metainfo": {"classes": list(classes)}, "pipeline": pipeline},
+            "dataset": {
+                "type": "CocoDataset", "data_root": "", "ann_file": "", "test_mode": True, "metainfo": {"classes": list(classes)}, "pipeline": pipeline
+            },
         },
     }
 

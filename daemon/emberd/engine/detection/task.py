@@ -3,8 +3,9 @@ row, COCO mAP, no probabilities or embeddings."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 

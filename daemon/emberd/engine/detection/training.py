@@ -6,8 +6,9 @@ limits, checkpoints and progress events behave as for every other problem type."
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import lightning as L
 import numpy as np

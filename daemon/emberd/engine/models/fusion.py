@@ -8,7 +8,7 @@ modules below. Parameters (and so checkpoints) are the same either way."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

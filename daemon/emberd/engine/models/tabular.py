@@ -3,7 +3,7 @@ per-column category embeddings."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -74,8 +74,8 @@ class TextEncoder(nn.Module):
 
     def forward(self, text: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
         ids, mask, types = text  # (S, B, L)
-        s, b, l = ids.shape
-        pooled = self.embed(ids.reshape(s * b, l), mask.reshape(s * b, l), types.reshape(s * b, l))
+        s, b, n = ids.shape
+        pooled = self.embed(ids.reshape(s * b, n), mask.reshape(s * b, n), types.reshape(s * b, n))
         pooled = pooled.view(s, b, -1)
         feats = list(pooled)
         if self.interact:

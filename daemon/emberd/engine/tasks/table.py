@@ -4,8 +4,9 @@ categorical columns, one fused network (``model_store.TrainedModel``)."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
