@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -18,9 +17,8 @@ from ember.v1 import job_pb2
 from emberd.server import create_server
 from emberd.settings import Settings
 
-from ..daemon_helpers import tabular
+from ..daemon_helpers import ROOT, tabular
 
-ROOT = Path(__file__).resolve().parents[1]
 FAST = {"optim.max_epochs": 3, "optim.lr": 1e-3}
 
 
