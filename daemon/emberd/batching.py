@@ -43,7 +43,6 @@ class _Slice:
     frame: pd.DataFrame
     run: Callable[[pd.DataFrame], Any]
     alive: Callable[[], bool]
-    arrived: float
     done: bool = False
     result: Any = None
     error: BaseException | None = None
@@ -77,7 +76,7 @@ class Batcher:
                     raise Cancelled("the caller went away before its rows were computed")
                 observe(1, len(frame))
                 return run(frame)
-        mine = _Slice(kind, frame, run, alive, time.monotonic())
+        mine = _Slice(kind, frame, run, alive)
         with self._cv:
             self._queue.append(mine)
             self._cv.notify_all()

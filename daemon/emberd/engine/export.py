@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import logging
 import shutil
 import sys
 import traceback
@@ -49,6 +50,8 @@ from .inference import raw_outputs
 from .model_store import ModelStore, TrainedModel
 from .storage import fresh_staging_dir, publish_dir, write_json
 from .tasks import task_for
+
+log = logging.getLogger("emberd.engine")
 
 OPSET = 18
 TOLERANCE = 1e-4
@@ -169,6 +172,7 @@ def _torch_export(
                 opset_version=opset, dynamo=False, do_constant_folding=True,
             )
     except Exception as first:  # noqa: BLE001 - any TorchScript failure: dynamo is the second way
+        log.warning("TorchScript could not export %s (%s); exporting it with torch.export (dynamo)", what, _reason(first))
         dims = {n: torch.export.Dim(n, min=1, max=bounds[n]) for n in {d for a in axes.values() for d in a.values()}}
         dynamic = (tuple({k: dims[d] for k, d in axes.get(n, {}).items()} for n in input_names),)
         try:
