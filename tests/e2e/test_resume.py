@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -29,7 +30,10 @@ FIT = textwrap.dedent(
 
 def test_sigkill_after_first_checkpoint_then_resume(shared_data, tmp_path):
     path = tmp_path / "model"
-    proc = subprocess.Popen([sys.executable, "-c", FIT.format(limit=TIME_LIMIT), str(path)])
+    # The child is a fresh interpreter: pytest's pythonpath does not reach it, so it gets examples/ itself.
+    examples = str(Path(__file__).resolve().parents[2] / "examples")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [examples, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-c", FIT.format(limit=TIME_LIMIT), str(path)], env=env)
     ckpt = path / "run" / "last.ckpt"
     deadline = time.monotonic() + 120
     while not ckpt.exists():
