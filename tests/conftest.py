@@ -65,3 +65,21 @@ def tree_state(path):
             st = os.stat(p)
             out[os.path.relpath(p, path)] = (st.st_size, st.st_mtime_ns)
     return out
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL server for the session (tests/postgres.py)."""
+    from tests.postgres import Postgres
+
+    server = Postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry_target(request, tmp_path):
+    """Where a registry lives, once per store: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "registry.sqlite"
+    return request.getfixturevalue("postgres_server").database()

@@ -30,7 +30,7 @@ class Ember:
         root = settings.root_path
         root.mkdir(parents=True, exist_ok=True)
         # the registry opened (or rebuilt) and the files under root made to agree with it
-        self.registry, self.recovery = recover(root)
+        self.registry, self.recovery = recover(root, url=settings.registry_url)
         # Every path a caller names is read under this (its RPCs by the interceptor, its workers by their spec)
         self.read_policy = ReadPolicy.confined(settings.data_roots, settings.max_image_pixels)
         self.data = DataStore(root, self.registry, self.read_policy, max_json_depth=settings.max_json_depth)

@@ -28,7 +28,7 @@ from typing import Any
 from .engine.model_store import FORMAT, ModelStore
 from .engine.storage import read_json, write_json
 from .jobspec import JobSpec, TrainSpec
-from .registry import Registry, RegistryDamaged
+from .registry import Registry, RegistryDamaged, redact
 
 log = logging.getLogger("emberd.recovery")
 
@@ -61,9 +61,11 @@ class Report:
 
 
 # ---- opening -------------------------------------------------------------------------------
-def open_registry(root: Path, report: Report) -> Registry:
-    """The registry at ``root``; a damaged one is moved aside and a fresh one opened (the
-    caller rebuilds its rows from disk)."""
+def open_registry(root: Path, report: Report, url: str = "") -> Registry:
+    """The registry at ``url`` (PostgreSQL) or at ``root`` (SQLite); a damaged SQLite file is
+    moved aside and a fresh one opened (the caller rebuilds its rows from disk)."""
+    if url:
+        return Registry(url)
     path = root / "registry.sqlite"
     try:
         return Registry(path)
@@ -270,11 +272,12 @@ def add_version_row(registry: Registry, name: str, v: int, lineage: dict[str, An
     )
 
 
-def recover(root: Path, *, quarantine: bool = False) -> tuple[Registry, Report]:
-    """Open (or rebuild) the registry at ``root`` and make it agree with the files there.
-    Unreadable files raise ``Unrecoverable``, or with ``quarantine`` move to ``lost+found/``."""
+def recover(root: Path, *, url: str = "", quarantine: bool = False) -> tuple[Registry, Report]:
+    """Open (or rebuild) the registry (``url``, else SQLite at ``root``) and make it agree with
+    the files at ``root``. Unreadable files raise ``Unrecoverable``, or with ``quarantine``
+    move to ``lost+found/``."""
     report = Report()
-    registry = open_registry(root, report)
+    registry = open_registry(root, report, url)
     sweep(root, report)
     reconcile_datasets(registry, root, report)
     reconcile_models(registry, root, report)
@@ -298,12 +301,24 @@ def recover(root: Path, *, quarantine: bool = False) -> tuple[Registry, Report]:
 
 
 # ---- emberd registry check | rebuild ---------------------------------------------------------
-def check(root: Path) -> list[str]:
-    """What is wrong with the registry at ``root`` (nothing is changed): an empty list is a
-    registry that opens, passes ``quick_check`` and indexes exactly the files there."""
+def check(root: Path, url: str = "") -> list[str]:
+    """What is wrong with the registry (``url``, else SQLite at ``root``; nothing is changed):
+    an empty list is a registry that opens, passes ``quick_check`` (SQLite) and indexes
+    exactly the files at ``root``."""
+    if url:
+        try:
+            registry = Registry(url, upgrade=False)
+        except Exception as e:  # noqa: BLE001 - reported, not raised: this is the check
+            return [f"{redact(url)} cannot be opened: {e}"]
+        try:
+            datasets = {r.id: r.format for r in registry.datasets()}
+            versions = {(m.name, v.version) for m in registry.models() for v in registry.versions(m.name)}
+            artifacts = {r.id: r.path for r in registry.artifacts()}
+        finally:
+            registry.close()
+        return _disagreements(root, datasets, versions, artifacts)
     import sqlite3
 
-    problems: list[str] = []
     path = root / "registry.sqlite"
     if not path.exists():
         return [f"{path} is missing"]
@@ -323,6 +338,12 @@ def check(root: Path) -> list[str]:
             db.close()
     except sqlite3.DatabaseError as e:
         return [f"{path} cannot be read: {e}"]
+    return _disagreements(root, datasets, versions, artifacts)
+
+
+def _disagreements(root: Path, datasets: dict[str, str], versions: set[tuple[str, int]], artifacts: dict[str, str]) -> list[str]:
+    """Where the files at ``root`` and the registry's rows disagree."""
+    problems: list[str] = []
     for p in (root / "datasets").glob("*"):
         m = SHA256_FILE.match(p.name)
         if m and m.group(1) not in datasets:
@@ -345,32 +366,41 @@ def check(root: Path) -> list[str]:
 
 
 def cli(argv: list[str]) -> int:
-    """``emberd registry check|rebuild --root ROOT`` (with the daemon stopped)."""
+    """``emberd registry check|rebuild|upgrade [--root ROOT] [--registry-url URL]`` (check and
+    rebuild with the daemons stopped; upgrade with those of an older release stopped)."""
     import argparse
 
     from .settings import Settings
 
-    ap = argparse.ArgumentParser(prog="emberd registry", description="check or rebuild the daemon's registry (stop the daemon first)")
-    ap.add_argument("action", choices=("check", "rebuild"))
-    ap.add_argument("--root", default=Settings().root, help="the daemon's root folder")
+    ap = argparse.ArgumentParser(prog="emberd registry", description="check, rebuild or upgrade the daemon's registry")
+    ap.add_argument("action", choices=("check", "rebuild", "upgrade"))
+    ap.add_argument("--root", default=os.environ.get("EMBER_ROOT", Settings().root), help="the daemon's root folder")
+    ap.add_argument("--registry-url", default=os.environ.get("EMBER_REGISTRY_URL", ""),
+                    help="a PostgreSQL registry (postgresql+psycopg://...); default: registry.sqlite under --root")
     args = ap.parse_args(argv)
-    root = Path(args.root)
+    root, url = Path(args.root), args.registry_url
+    where = redact(url) if url else str(root / "registry.sqlite")
+    if args.action == "upgrade":
+        registry = Registry(url or root / "registry.sqlite", upgrade=True)
+        print(f"registry at {where} is at schema revision {registry.schema_revision}")
+        registry.close()
+        return 0
     if args.action == "check":
-        problems = check(root)
+        problems = check(root, url)
         for p in problems:
             print(f"problem: {p}")
-        print("registry OK" if not problems else f"{len(problems)} problem(s); `emberd registry rebuild --root {root}` fixes them")
+        print("registry OK" if not problems else f"{len(problems)} problem(s); `emberd registry rebuild` (same flags) fixes them")
         return 1 if problems else 0
     path = root / "registry.sqlite"
-    if path.exists():
+    if not url and path.exists():
         aside = move_aside(path)
         print(f"moved the old registry to {aside.name}*")
-    registry, report = recover(root, quarantine=True)
+    registry, report = recover(root, url=url, quarantine=True)
     registry.close()
     for what, items in (("rebuilt", report.rebuilt), ("swept", report.swept), ("dropped", report.dropped), ("unreadable", report.unreadable)):
         for item in items:
             print(f"{what}: {item}")
     for n in report.notes:
         print(n)
-    print(f"registry rebuilt at {path}")
+    print(f"registry rebuilt at {where}")
     return 0

@@ -35,7 +35,7 @@ from .interceptors import EmberInterceptor
 from .metrics import Metrics
 from .recovery import Unrecoverable
 from .recovery import cli as recovery_cli
-from .registry import RegistryTooNew
+from .registry import RegistryOutdated, RegistryTooNew
 from .servicers import ArtifactServicer, DatasetServicer, JobServicer, ModelServicer, Servicers
 from .settings import Settings, check_settings, load_settings
 
@@ -166,7 +166,7 @@ def serve(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["registry"]:  # emberd registry check|rebuild --root ROOT
+    if args[:1] == ["registry"]:  # emberd registry check|rebuild|upgrade
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         raise SystemExit(recovery_cli(args[1:]))
     settings = load_settings(args)
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     configure(settings.log_format)
     try:
         serve(settings)
-    except (Unrecoverable, RegistryTooNew) as e:
+    except (Unrecoverable, RegistryTooNew, RegistryOutdated) as e:
         raise SystemExit(f"emberd: {e}") from None
 
 

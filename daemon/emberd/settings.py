@@ -47,6 +47,7 @@ class Settings:
     max_json_depth: int = 16  # nesting of JSON a caller sends (rows, hyperparameter values)
     keep_versions: int = 0  # retention: versions kept per model after a fit (aliased and current always); 0 = all
     registry_checkpoint_s: int = 60  # seconds between WAL checkpoints of the registry (and at clean shutdown)
+    registry_url: str = ""  # a shared PostgreSQL registry (postgresql+psycopg://user@host/db); "" = registry.sqlite under root
 
     @property
     def root_path(self) -> Path:
@@ -102,6 +103,8 @@ def check_settings(settings: Settings) -> Settings:
         raise SystemExit(f"emberd: batch_max_rows must be 1 (no batching) to 65536, got {s.batch_max_rows}")
     if not 0 <= s.batch_max_delay_ms <= 1000:
         raise SystemExit(f"emberd: batch_max_delay_ms must be 0 (no batching) to 1000 ms, got {s.batch_max_delay_ms}")
+    if s.registry_url and not s.registry_url.startswith(("postgresql", "sqlite")):
+        raise SystemExit(f"emberd: registry_url must be a postgresql:// (or sqlite://) URL, got {s.registry_url.split(':', 1)[0]}:...")
     if not (s.drain_s >= 0):
         raise SystemExit(f"emberd: drain_s must be >= 0, got {s.drain_s}")
     if not (s.upload_idle_timeout_s > 0):
