@@ -45,3 +45,21 @@ def test_a_daemon_indexes_the_models_written_into_its_root_without_it(tmp_path):
     finally:
         d.stop(1)
 
+
+
+def test_a_running_daemon_serves_a_model_published_into_its_root_at_once(tmp_path):
+    """A torchrun/SLURM fit that publishes while the daemon runs: the next call naming the
+    model finds it (no restart), and listing shows it with its versions."""
+    root = tmp_path / "root"
+    d = create_server(Settings(port=0, root=str(root)))
+    try:
+        with Client(f"127.0.0.1:{d.port}") as c:
+            assert "late" not in {m.name for m in c.list_models()}
+            Predictor(label="label", path=root / "models" / "late").fit(tabular(), hyperparameters={"optim.max_epochs": 1})
+            Predictor(label="label", path=root / "models" / "listed").fit(tabular(), hyperparameters={"optim.max_epochs": 1})
+            answer = c.predict("late", tabular(seed=4).drop(columns=["label"]).head(5))
+            assert len(answer.labels) == 5 and answer.version == 1
+            assert {"late", "listed"} <= {m.name for m in c.list_models()}
+            assert [v.version for v in c.get_model("listed").versions] == [1]
+    finally:
+        d.stop(1)

@@ -56,10 +56,13 @@ class Catalog:
         return ModelStore(self.model_dir(name))
 
     def models(self) -> list[ModelRecord]:
+        self.adopt_models()  # a multi-node fit may have published since the last look
         return self.registry.models()
 
     def require_model(self, name: str) -> ModelRecord:
         row = self.registry.model(check_name(name))
+        if row is None and self.adopt(name):
+            row = self.registry.model(name)
         if row is None:
             raise NotFound(f"no model named {name!r}; ListModels shows the models this daemon holds")
         return row
@@ -100,14 +103,33 @@ class Catalog:
         """Index the finished predictor folders under ``models/`` that the registry lacks:
         those a multi-node fit (torchrun or SLURM running ``python -m emberd.worker``) wrote
         into this root on a shared filesystem while no daemon job covered them."""
+        known = {m.name for m in self.registry.models()}
         for d in sorted(self.models_dir.iterdir()):
-            if NAME.fullmatch(d.name) and (d / "predictor.json").exists() and self.registry.model(d.name) is None:
-                if ModelStore(d).meta().get("current_version"):
-                    self.record_model(d.name)
+            if d.name not in known:
+                self.adopt(d.name)
+
+    def adopt(self, name: str) -> bool:
+        """Index ``models/<name>`` if it is a finished predictor folder the registry lacks
+        (its versions too): so a call naming a model that a torchrun/SLURM fit just published
+        finds it at once, on any daemon sharing the root."""
+        d = self.models_dir / name
+        if not (NAME.fullmatch(name) and (d / "predictor.json").exists()) or self.registry.model(name) is not None:
+            return False
+        try:
+            if not ModelStore(d).meta().get("current_version"):
+                return False  # still training (or unfinished): its job, if any, records it
+        except (OSError, ValueError, FailedPrecondition):
+            return False
+        self.record_model(name)
+        self.sync_versions(name)
+        log.info("adopted model %r (published under models/ by a fit outside this daemon)", name)
+        return True
 
     def model_info(self, name: str) -> dict[str, Any]:
         """The model's record with its versions, aliases, classes and state."""
         row = self.require_model(name)
+        if self.registry.active_job(name) is None:
+            self.sync_versions(name)  # versions a multi-node fit added to a known model
         schema = self.current_schema(name)
         current = self.current_version(name)
         training = self.registry.active_job(name) is not None
