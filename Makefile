@@ -80,6 +80,7 @@ bench: $(STAMP)
 	$(EXAMPLES) $(PY) bench/ddp_throughput.py
 	$(EXAMPLES) $(PY) bench/onnx_latency.py
 	$(EXAMPLES) $(PY) bench/kernel_ops.py
+	$(EXAMPLES) $(PY) bench/several_daemons.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info kernels/build kernels/*.egg-info clients/python/build clients/python/*.egg-info

@@ -69,8 +69,8 @@ def tree_state(path):
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    """One real PostgreSQL server for the session (tests/postgres.py)."""
-    from tests.postgres import Postgres
+    """One real PostgreSQL server for the session (ember_examples/postgres.py)."""
+    from ember_examples.postgres import Postgres
 
     server = Postgres()
     yield server

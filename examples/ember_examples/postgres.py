@@ -1,4 +1,4 @@
-"""A real PostgreSQL server for the tests: ``initdb`` in a temp folder, ``pg_ctl`` on a free
+"""A real PostgreSQL server for the tests and benches: ``initdb`` in a temp folder, ``pg_ctl`` on a free
 loopback port, trust authentication (loopback only), stopped at the end. As root the server
 runs as the ``postgres`` user (PostgreSQL refuses root). ``.ci/run`` installs the binaries
 when they are missing."""
