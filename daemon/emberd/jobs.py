@@ -16,7 +16,15 @@ like torchrun starts them (MASTER_ADDR/MASTER_PORT on loopback, WORLD_SIZE, RANK
 LOCAL_RANK, NODE_RANK), so each job is its own torch.distributed group and any number of
 them can run one after another in one daemon. Every rank is a process the daemon watches:
 if one dies without a result, the others are killed (they would wait for it forever) and
-the job is INTERRUPTED; Resume starts the whole group again from the last checkpoint."""
+the job is INTERRUPTED; Resume starts the whole group again from the last checkpoint.
+
+Several daemons on one registry: each claims the queued jobs it starts (``claim_job``, a
+compare-and-set: exactly one daemon runs a job) and holds a lease on them that its
+housekeeping renews (``keep_leases``); a cancel asked through another daemon reaches the owner
+there. A job whose owner stopped renewing (it died) is taken over by whichever daemon's
+``take_over`` wins and settled by it like a lost worker (``settle_expired``). Whoever settles
+a job runs its ``on_end`` hooks, once: a daemon ends only jobs it holds, and the final state is
+a compare-and-set that also checks it still holds the job."""
 
 from __future__ import annotations
 
@@ -32,6 +40,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import warm
+from .daemons import certainly_dead
 from .engine.faults import fault
 from .engine.sources import ReadPolicy
 from .jobspec import Launch
@@ -84,8 +93,12 @@ class JobManager:
         torch_threads: int = 0,
         read_policy: ReadPolicy | None = None,
         start_method: str = "forkserver",
+        daemon_id: str = "",
+        lease_s: float = 30.0,
     ) -> None:
         self.registry = registry
+        self.daemon_id = daemon_id or f"emberd-{os.getpid()}"  # the owner of the jobs it claims
+        self.lease_s = lease_s
         self.max_concurrent = max_concurrent
         self.on_success = on_success
         self.published = published  # the version a job published (recorded and current), if any
@@ -109,20 +122,72 @@ class JobManager:
         self._scheduler.start()
 
     def reconcile(self) -> None:
-        """After a restart no worker of ours is alive: a RUNNING (or INTERRUPTED) job that
-        published its version is SUCCEEDED with it; the other RUNNING ones are INTERRUPTED."""
+        """At start: the RUNNING jobs of daemons that are certainly dead (this host's, their
+        pid gone; this daemon's id from an earlier start; rows from before owners) are settled
+        at once: SUCCEEDED with the version they published, else INTERRUPTED. An INTERRUPTED
+        job that had published is SUCCEEDED. Jobs of daemons elsewhere wait for their lease
+        to run out (``settle_expired``)."""
+        daemons = {d.id: d for d in self.registry.daemons()}
         for job in self.registry.jobs_in("RUNNING", "INTERRUPTED"):
-            version = self._published_quietly(job)
-            if version is not None:
-                log.info("job %s published version %d before the daemon stopped: SUCCEEDED", job.id, version)
-                self._finish(job.id, "SUCCEEDED", version=version, error="",
-                             message="the daemon stopped after this job published its version; recorded on restart")
-            elif job.state == "RUNNING":
-                self._lost(job, "the daemon stopped while this job ran")
+            if job.state == "INTERRUPTED":
+                version = self._published_quietly(job)
+                if version is not None:
+                    self._record_published(job, version, "the daemon stopped after this job published its version; recorded on restart")
+            elif certainly_dead(job.owner, self.daemon_id, daemons) and self.registry.take_over(job.id, job.owner, self.daemon_id, self.lease_s):
+                self._settle_lost(job, "the daemon stopped while this job ran")
+
+    def settle_expired(self) -> list[str]:
+        """Settle the RUNNING jobs whose lease ran out (their daemon died) and that this
+        daemon took over first; their ids."""
+        now = time.time()
+        settled = []
+        for job in self.registry.expired_jobs(now):
+            with self._lock:
+                mine = job.id in self._running
+            if mine:  # ours and alive: the renewal was late
+                continue
+            if self.registry.take_over(job.id, job.owner, self.daemon_id, self.lease_s, expired_before=now):
+                log.warning("job %s: its daemon %s stopped renewing its lease; settling it here", job.id, job.owner)
+                self._settle_lost(job, f"its daemon ({job.owner}) stopped while this job ran")
+                settled.append(job.id)
+        return settled
+
+    def keep_leases(self) -> None:
+        """Renew the leases on this daemon's running jobs; kill the workers of those whose
+        cancel was asked through another daemon (they end CANCELLED, as a cancel here)."""
+        for job_id in self.registry.renew_leases(self.daemon_id, self.lease_s):
+            with self._lock:
+                r = self._running.get(job_id)
+                if r is not None and not r.cancelled:
+                    log.info("job %s: cancel asked through another daemon", job_id)
+                    r.cancelled = True
+                    r.kill()
+
+    def _settle_lost(self, job: JobRecord, why: str) -> None:
+        """A job this daemon took over without its workers: SUCCEEDED with the version it
+        had published, else lost (``_lost``)."""
+        version = self._published_quietly(job)
+        if version is not None:
+            log.info("job %s published version %d before its daemon stopped: SUCCEEDED", job.id, version)
+            self._finish(job.id, "SUCCEEDED", version=version, error="",
+                         message="the daemon stopped after this job published its version; recorded later")
+        else:
+            self._lost(job, why)
 
     def mark_published(self, job_id: str, version: int) -> None:
         """A job found to have published ``version`` after it was settled otherwise."""
-        self._finish(job_id, "SUCCEEDED", version=version, error="", message=f"this job had published version {version}")
+        job = self.registry.job(job_id)
+        if job is not None:
+            self._record_published(job, version, f"this job had published version {version}")
+
+    def _record_published(self, job: JobRecord, version: int, message: str) -> None:
+        """An ended (INTERRUPTED or CANCELLED) job that had published: SUCCEEDED with
+        ``version``; the daemon whose compare-and-set wins runs the hooks (just after)."""
+        event = {"kind": "state", "state": "SUCCEEDED", "message": message, "version": version}
+        if self.registry.settle_job(job.id, ("INTERRUPTED", "CANCELLED"), event, state="SUCCEEDED", version=version, error=""):
+            log.info("job %s: SUCCEEDED with version %d (%s)", job.id, version, message)
+            self._end_hooks(job, "SUCCEEDED")
+            self._wake()
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop scheduling and kill the workers (their jobs become INTERRUPTED: resumable)."""
@@ -144,7 +209,11 @@ class JobManager:
         self._emit(job.id, {"kind": "state", "state": "QUEUED"})
         self._wake()
 
-    def cancel(self, job_id: str) -> JobRecord | None:
+    def cancel(self, job_id: str, wait_s: float = 30.0) -> JobRecord | None:
+        """Cancel ``job_id`` and return it as it then is: a job this daemon runs has its
+        workers killed; a queued one is claimed here and CANCELLED; one running under another
+        daemon is asked to stop there (its owner sees the request as it renews its lease),
+        waiting up to ``wait_s`` for its final state."""
         job = self.registry.job(job_id)
         if job is None or job.state in FINAL_STATES:
             return job
@@ -153,10 +222,21 @@ class JobManager:
             if r is not None:
                 r.cancelled = True
                 r.kill()  # checkpoints are atomic: the last whole one stays
-        if r is None:
+        if r is not None:
+            if r.thread:
+                r.thread.join(wait_s)
+            return self.registry.job(job_id)
+        if job.state == "QUEUED" and self.registry.claim_job(job_id, self.daemon_id, self.lease_s):
             self._finish(job_id, "CANCELLED", error="cancelled before it started")
-        elif r.thread:
-            r.thread.join(30)
+            return self.registry.job(job_id)
+        self.registry.request_cancel(job_id)  # running elsewhere (or just claimed here, not yet started)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            job = self.registry.job(job_id)
+            if job is None or job.state in FINAL_STATES:
+                return job
+            with self._changed:
+                self._changed.wait(0.5)
         return self.registry.job(job_id)
 
     # ---- events ---------------------------------------------------------------------------
@@ -200,14 +280,28 @@ class JobManager:
                 self._changed.wait(0.5)
 
     def _start_queued(self) -> None:
+        """Claim and start queued jobs, oldest first, while this daemon has free slots (a
+        job another daemon claimed first is skipped)."""
         with self._lock:
             free = self.max_concurrent - len(self._running)
         if free <= 0:
             return
-        for job in self.registry.jobs_in("QUEUED")[:free]:
-            self._start(job)
+        for job in self.registry.jobs_in("QUEUED"):
+            if free <= 0 or self._stop.is_set():
+                return
+            if not self.registry.claim_job(job.id, self.daemon_id, self.lease_s):
+                continue
+            free -= 1
+            try:
+                self._start(job)
+            except Exception as e:  # noqa: BLE001 - a job claimed here must not stay RUNNING without workers
+                log.exception("starting job %s", job.id)
+                with self._lock:
+                    self._running.pop(job.id, None)
+                self._finish(job.id, "FAILED", error=f"the daemon could not start its workers: {e}")
 
     def _start(self, job: JobRecord) -> None:
+        """Start the workers of ``job``, which this daemon has just claimed."""
         q = self._ctx.Queue()
         # The budget runs from now: the RPC accepted the job (created_at), then it queued
         # for a slot; that wait is reported, not charged. The worker inherits the forkserver's
@@ -226,7 +320,8 @@ class JobManager:
             procs.append(self._ctx.Process(target=run_job, args=(job.spec, replace(launch, dist_env=env), q), name=name, daemon=True))
             procs[-1].start()
             self.worker_starts += 1
-        self.registry.update_job(job.id, state="RUNNING", worker_pid=procs[0].pid, event={"kind": "state", "state": "RUNNING", "queued_s": round(queued_s, 3)})
+        self.registry.update_job(job.id, worker_pid=procs[0].pid,
+                                 event={"kind": "state", "state": "RUNNING", "queued_s": round(queued_s, 3), "daemon": self.daemon_id})
         self._wake()
         if len(procs) > 1:
             self._emit(job.id, {"kind": "state", "state": "ranks_started", "world_size": len(procs), "pids": [p.pid for p in procs]})
@@ -318,8 +413,10 @@ class JobManager:
     def _finish(
         self, job_id: str, state: str, *, error: str | None = None, version: int | None = None, code: str | None = None,
         message: str | None = None,
-    ) -> None:
-        """The job's final state and its final event, in one transaction."""
+    ) -> bool:
+        """End a RUNNING job this daemon holds: its ``on_end`` hooks, then its final state and
+        final event in one transaction, unless it was settled meanwhile or is no longer held
+        here (another daemon took it over after this one's lease ran out): False then."""
         fields: dict[str, Any] = {"state": state}
         if error is not None:
             fields["error"] = error
@@ -333,10 +430,18 @@ class JobManager:
         if version is not None:
             event["version"] = version
         job = self.registry.job(job_id)
-        if job is not None and state in FINAL_STATES:
-            try:  # before the state: a client that sees the job ended sees its cleanup done
-                self.on_end(job, state)
-            except Exception:  # noqa: BLE001 - cleanup must not change the job's outcome
-                log.exception("cleaning up after job %s", job_id)
-        self.registry.update_job(job_id, event=event, **fields)
+        if job is None or job.state != "RUNNING" or job.owner != self.daemon_id:
+            log.warning("job %s: not settling it %s here, it is %s (held by %s)", job_id, state, job and job.state, job and job.owner)
+            return False
+        self._end_hooks(job, state)  # before the state: a client that sees the job ended sees its cleanup done
+        won = self.registry.settle_job(job_id, ("RUNNING",), event, owner=self.daemon_id, **fields)
+        if not won:
+            log.warning("job %s: another daemon settled it first (this daemon found it %s)", job_id, state)
         self._wake()
+        return won
+
+    def _end_hooks(self, job: JobRecord, state: str) -> None:
+        try:
+            self.on_end(job, state)
+        except Exception:  # noqa: BLE001 - cleanup must not change the job's outcome
+            log.exception("cleaning up after job %s", job.id)

@@ -12,7 +12,10 @@ moves such files to ``lost+found/`` and rebuilds the rest).
 
 ``sweep`` removes what a killed process left half-written: upload temp files, staging
 folders (versions, dumps, exports), atomic-write temp files and folders a deletion had
-renamed away before it was killed."""
+renamed away before it was killed. Several daemons on one root: a daemon that starts while
+another one is alive (it heartbeat within three leases and is not certainly dead, see
+``emberd.daemons``) skips the sweep and logs it, since the leftovers may be that daemon's
+work in progress; the last daemon to start alone sweeps them."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .daemons import live_others
 from .engine.model_store import FORMAT, ModelStore
 from .engine.storage import read_json, write_json
 from .jobspec import JobSpec, TrainSpec
@@ -272,13 +276,23 @@ def add_version_row(registry: Registry, name: str, v: int, lineage: dict[str, An
     )
 
 
-def recover(root: Path, *, url: str = "", quarantine: bool = False) -> tuple[Registry, Report]:
+def recover(
+    root: Path, *, url: str = "", quarantine: bool = False, daemon_id: str = "", lease_s: float = 30.0
+) -> tuple[Registry, Report]:
     """Open (or rebuild) the registry (``url``, else SQLite at ``root``) and make it agree with
     the files at ``root``. Unreadable files raise ``Unrecoverable``, or with ``quarantine``
-    move to ``lost+found/``."""
+    move to ``lost+found/``. The sweep is skipped while daemons other than ``daemon_id``
+    heartbeat (within three leases of ``lease_s``)."""
     report = Report()
     registry = open_registry(root, report, url)
-    sweep(root, report)
+    others = live_others(registry.daemons(alive_within_s=3 * lease_s), daemon_id)
+    if others:
+        report.notes.append(
+            f"did not sweep leftovers under {root}: other daemons use it ({', '.join(f'{d.id} on {d.host}' for d in others)}); "
+            "the first daemon to start alone sweeps them"
+        )
+    else:
+        sweep(root, report)
     reconcile_datasets(registry, root, report)
     reconcile_models(registry, root, report)
     reconcile_artifacts(registry, root, report)

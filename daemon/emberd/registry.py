@@ -526,15 +526,32 @@ class Registry:
         q = sa.select(jobs_t).where(jobs_t.c.state == "RUNNING", jobs_t.c.lease_until < (now or time.time()))
         return [_job(r) for r in self._all(q.order_by(jobs_t.c.created_at))]  # type: ignore[misc]
 
-    def settle_job(self, id: str, expect: tuple[str, ...], event: dict[str, Any], **fields: Any) -> bool:
+    def settle_job(self, id: str, expect: tuple[str, ...], event: dict[str, Any], *, owner: str | None = None, **fields: Any) -> bool:
         """Move job ``id`` to its final fields with ``event`` only if its state is still one of
-        ``expect`` (a compare-and-set: of daemons settling one job, one wins)."""
+        ``expect`` (and, given, ``owner`` still holds it): a compare-and-set, so of daemons
+        settling one job, one wins."""
         fields["updated_at"] = time.time()
+        q = sa.update(jobs_t).where(jobs_t.c.id == id, jobs_t.c.state.in_(expect))
+        if owner is not None:
+            q = q.where(jobs_t.c.owner == owner)
         with self.tx() as db:
-            if db.execute(sa.update(jobs_t).where(jobs_t.c.id == id, jobs_t.c.state.in_(expect)).values(**fields)).rowcount != 1:
+            if db.execute(q.values(**fields)).rowcount != 1:
                 return False
             self._append(db, id, event)
             return True
+
+    def take_over(self, id: str, owner: str | None, by: str, lease_s: float, *, expired_before: float | None = None) -> bool:
+        """Make ``by`` the holder of the RUNNING job ``id`` still held by ``owner`` (a dead
+        daemon's; None: a row from before owners), with a lease of ``lease_s``; given
+        ``expired_before``, only if its lease ran out before then. A compare-and-set: of
+        daemons settling a dead daemon's job, one gets True (and settles it)."""
+        now = time.time()
+        q = sa.update(jobs_t).where(jobs_t.c.id == id, jobs_t.c.state == "RUNNING",
+                                    jobs_t.c.owner.is_(None) if owner is None else jobs_t.c.owner == owner)
+        if expired_before is not None:
+            q = q.where(jobs_t.c.lease_until < expired_before)
+        with self.tx() as db:
+            return db.execute(q.values(owner=by, lease_until=now + lease_s, updated_at=now)).rowcount == 1
 
     def request_cancel(self, id: str) -> None:
         with self.tx() as db:

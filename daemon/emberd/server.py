@@ -108,6 +108,7 @@ def create_server(settings: Settings) -> Daemon:
         port = server.add_insecure_port(address)
     if port == 0:
         raise SystemExit(f"emberd: cannot listen on {address} (in use?)")
+    app.address = f"{settings.host}:{port}"
     app.start()
     server.start()
     for name in ["", *SERVICES]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .daemons import DAEMON_ID
 from .engine.sources import DEFAULT_MAX_IMAGE_PIXELS
 
 DEFAULT_PORT = 50151
@@ -48,6 +49,8 @@ class Settings:
     keep_versions: int = 0  # retention: versions kept per model after a fit (aliased and current always); 0 = all
     registry_checkpoint_s: int = 60  # seconds between WAL checkpoints of the registry (and at clean shutdown)
     registry_url: str = ""  # a shared PostgreSQL registry (postgresql+psycopg://user@host/db); "" = registry.sqlite under root
+    daemon_id: str = ""  # this daemon's name among several on one registry (owner of the jobs it runs); "" = host name + a random suffix per start
+    job_lease_s: float = 30.0  # several daemons: a running job's lease, renewed every third of it; a daemon silent this long has died
 
     @property
     def root_path(self) -> Path:
@@ -105,6 +108,10 @@ def check_settings(settings: Settings) -> Settings:
         raise SystemExit(f"emberd: batch_max_delay_ms must be 0 (no batching) to 1000 ms, got {s.batch_max_delay_ms}")
     if s.registry_url and not s.registry_url.startswith(("postgresql", "sqlite")):
         raise SystemExit(f"emberd: registry_url must be a postgresql:// (or sqlite://) URL, got {s.registry_url.split(':', 1)[0]}:...")
+    if s.daemon_id and not DAEMON_ID.fullmatch(s.daemon_id):
+        raise SystemExit(f"emberd: daemon_id must be 1-128 letters, digits, '.', '_' or '-' (starting with a letter or digit), got {s.daemon_id!r}")
+    if not 2 <= s.job_lease_s <= 3600:
+        raise SystemExit(f"emberd: job_lease_s must be 2 to 3600 seconds, got {s.job_lease_s}")
     if not (s.drain_s >= 0):
         raise SystemExit(f"emberd: drain_s must be >= 0, got {s.drain_s}")
     if not (s.upload_idle_timeout_s > 0):
