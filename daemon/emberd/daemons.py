@@ -45,12 +45,14 @@ def pid_alive(pid: int) -> bool:
 
 def certainly_dead(owner: str | None, me: str, daemons: dict[str, DaemonRecord]) -> bool:
     """Whether the daemon ``owner`` cannot be running: it is this daemon's id from an earlier
-    start, it owns nothing (rows from before jobs had owners), or its row says it ran on this
-    host under a pid that is gone. Anything else may be alive elsewhere: wait for its lease."""
-    if owner is None or owner == me:
+    start, it owns nothing (rows from before jobs had owners), it has no row (a daemon
+    heartbeats before it claims anything and forgets its row only as it stops), or its row
+    says it ran on this host under a pid that is gone. Anything else may be alive elsewhere:
+    wait for its lease."""
+    if owner is None or owner == me or owner not in daemons:
         return True
-    d = daemons.get(owner)
-    return d is not None and d.host == socket.gethostname() and not pid_alive(d.pid)
+    d = daemons[owner]
+    return d.host == socket.gethostname() and not pid_alive(d.pid)
 
 
 def live_others(daemons: Iterable[DaemonRecord], me: str) -> list[DaemonRecord]:

@@ -135,6 +135,9 @@ class JobManager:
                     self._record_published(job, version, "the daemon stopped after this job published its version; recorded on restart")
             elif certainly_dead(job.owner, self.daemon_id, daemons) and self.registry.take_over(job.id, job.owner, self.daemon_id, self.lease_s):
                 self._settle_lost(job, "the daemon stopped while this job ran")
+        for d in daemons.values():  # the rows of this host's dead daemons (killed: they could not remove them)
+            if d.id != self.daemon_id and certainly_dead(d.id, self.daemon_id, daemons):
+                self.registry.forget_daemon(d.id)
 
     def settle_expired(self) -> list[str]:
         """Settle the RUNNING jobs whose lease ran out (their daemon died) and that this

@@ -2,7 +2,7 @@
 PostgreSQL the tests start): a model fitted through one is served by the other; both serve
 concurrent clients; queued jobs are each run by exactly one daemon; kill -9 of the daemon
 running a job leaves it INTERRUPTED (seen through the other once its lease runs out) and
-resumable there."""
+resumable there; a cancel through the daemon that does not run a job reaches its owner."""
 
 from __future__ import annotations
 
@@ -107,6 +107,16 @@ def test_queued_jobs_each_run_by_exactly_one_daemon(pair):
         owners[j.id] = registry.job(j.id).owner
         assert owners[j.id] in ("A", "B") and running[0]["daemon"] == owners[j.id]
     print("jobs run by", {d: list(owners.values()).count(d) for d in ("A", "B")})  # the split is not asserted
+
+
+def test_cancel_through_the_daemon_that_does_not_run_the_job(pair):
+    clients, registry = pair["clients"], pair["registry"]
+    job = clients["A"].fit("cancelled", tabular(n=20000, seed=3), label="label", time_limit=60, hyperparameters=LONG)
+    owner = wait_for("the job to be claimed", lambda: registry.job(job.id).owner, 60)
+    other = "B" if owner == "A" else "A"
+    cancelled = clients[other].cancel(job.id)  # its owner sees the request as it renews its lease
+    assert cancelled.state == job_pb2.JOB_STATE_CANCELLED, cancelled
+    assert registry.job(job.id).owner == owner and registry.job(job.id).cancel_requested
 
 
 def test_kill_of_the_daemon_running_a_job_then_resume_through_the_other(pair):
