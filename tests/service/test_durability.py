@@ -102,7 +102,7 @@ def test_kill_at_every_crash_point_then_restart(tmp_path):
         proc = armed("checkpoint.written")
         with Client(f"127.0.0.1:{port}") as c:
             # the budget runs from the job's start: room for a first checkpoint while a just-started daemon warms its workers
-            job = c.fit("ckpt", tabular(n=20000, seed=2), label="label", time_limit=20, hyperparameters=LONG)
+            job = c.fit("ckpt", tabular(n=20000, seed=2), label="label", time_limit=30, hyperparameters=LONG)
         died(proc)
         seen.add("checkpoint.written")
         proc = start_daemon_process(root, port)
