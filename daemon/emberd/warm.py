@@ -1,10 +1,12 @@
 """The forkserver every process the daemon starts is forked from: training workers (one per
 job, one per rank) and exports.
 
-Started once, before any job (``start``), it imports torch, Lightning, transformers, timm,
-the ONNX stack and the engine, then waits. It never runs a gRPC thread and never touches
-CUDA, so each child is a clean fork that starts in milliseconds instead of paying ~10 s of
-imports, shares nothing with earlier children, and initialises CUDA itself if it uses it.
+Started once, before any job (``start``), it imports torch, Ember's kernels, Lightning,
+transformers, timm, the ONNX stack and the engine, then waits. It never runs a gRPC thread
+and never touches CUDA, so each child is a clean fork that starts in milliseconds instead
+of paying ~10 s of imports, shares nothing with earlier children, and initialises CUDA
+itself if it uses it. A module that cannot be imported is skipped there (multiprocessing's
+forkserver does so): the child that needs it reports the error itself.
 
 A child takes the daemon's environment as of its start (``environ()`` in its arguments,
 ``adopt``), not the forkserver's as of the daemon's start, and dies with the daemon
@@ -22,7 +24,7 @@ from typing import Any
 
 METHODS = ("forkserver", "spawn")  # spawn: a fresh interpreter per child (the cold start, for comparison)
 MODULES = [
-    "torch", "lightning.pytorch", "transformers", "timm", "tokenizers", "safetensors.torch",
+    "torch", "ember_kernels", "lightning.pytorch", "transformers", "timm", "tokenizers", "safetensors.torch",
     "onnx", "onnxruntime", "onnxscript", "torch.onnx",
     "emberd.engine", "emberd.engine.training", "emberd.engine.models", "emberd.engine.export", "emberd.worker", "emberd.batch",
 ]

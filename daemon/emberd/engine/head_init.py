@@ -17,6 +17,11 @@ from torch import nn
 
 from .features import Collator, Encoded, LengthBuckets
 
+# How much slower a forward pass in the model's own precision is than the probe's in the fast
+# dtype, at most (MiniLM on an AVX512-BF16 CPU: 1.65x): scales the probe's time into what
+# a validation costs (``forward_s_per_row``), erring towards more.
+FAST_DTYPE_SPEEDUP = 2.0
+
 
 def _fast_dtype(device: torch.device) -> torch.dtype | None:
     """bfloat16 where the hardware multiplies it natively (oneDNN on AVX512-BF16/AMX CPUs,
@@ -83,12 +88,15 @@ def fit_linear_head(
 ) -> dict[str, float]:
     """Fit ``net.head``'s Linear in place. The L2 penalty is chosen on a fifth of the probe
     rows held out (features outnumber rows easily: unpenalized, the probe memorizes), then
-    the head is refitted on all of them. Returns the probe's numbers."""
+    the head is refitted on all of them. Returns the probe's numbers, among them
+    ``forward_s_per_row``: what one row's forward pass in the model's own precision costs,
+    from the probe's (a validation's cost, known before any validation ran)."""
     linear = net.head[-1]
     assert isinstance(linear, nn.Linear)
     take = np.sort(np.random.default_rng(seed).permutation(enc.n)[: min(rows, enc.n)])
     was_training = net.training
     net.eval()
+    fast = _fast_dtype(next(net.parameters()).device) is not None
     t0 = time.monotonic()
     try:
         x = _features(net, collator, take, lengths, batch_size).float()
@@ -114,4 +122,5 @@ def fit_linear_head(
     return {
         "rows": len(take), "l2": best, "heldout_loss_before": before, "heldout_loss": held[best],
         "features_s": round(t1 - t0, 3), "fit_s": round(t2 - t1, 3),
+        "forward_s_per_row": (t1 - t0) / len(take) * (FAST_DTYPE_SPEEDUP if fast else 1.0),
     }

@@ -170,6 +170,17 @@ def train(
         start = evaluate()
         val_estimate = time.monotonic() - t_eval
         emit({"kind": "state", "state": "parent_validated", "score": start[0], "seconds": val_estimate})
+    # On several ranks only rank 0 fits the head: DDP starts every rank from rank 0's weights.
+    elif resume_from is None and fresh_head and net.fusion is None and cfg.optim.head_init_rows > 0 and rank == 0:
+        # The head's fit runs the backbone over its rows first: that forward pass also
+        # measures what a validation costs, until the first real validation measures it.
+        probe = fit_linear_head(
+            net, train_enc, make_collator(train_enc, train=False), train_lengths,
+            regression=schema.problem_type == "regression", rows=cfg.optim.head_init_rows,
+            batch_size=cfg.env.eval_batch_size, seed=seed,
+        )
+        val_estimate = probe["forward_s_per_row"] * val_enc.n
+        emit({"kind": "state", "state": "head_initialized", **probe})
     else:
         # What one validation costs, from a probe forward (the second of two: the first pays
         # warm-up), until the first real validation measures it.
@@ -184,15 +195,6 @@ def train(
         cfg, evaluate, higher_is_better(metric), val_estimate=val_estimate, time_limit=time_limit, started=started,
         steps_per_epoch=steps_per_epoch, net=net, checkpoint_path=checkpoint_path, emit=emit, start=start,
     )
-
-    # On several ranks only rank 0 fits the head: DDP starts every rank from rank 0's weights.
-    if resume_from is None and fresh_head and net.fusion is None and cfg.optim.head_init_rows > 0 and rank == 0:
-        probe = fit_linear_head(
-            net, train_enc, make_collator(train_enc, train=False), train_lengths,
-            regression=schema.problem_type == "regression", rows=cfg.optim.head_init_rows,
-            batch_size=cfg.env.eval_batch_size, seed=seed,
-        )
-        emit({"kind": "state", "state": "head_initialized", **probe})
     progress = Progress(emit, budget, world)
     schedule = BudgetSchedule(budget, steps_per_epoch * cfg.optim.max_epochs, cfg.optim.warmup_steps)
     callbacks: list[L.Callback] = [budget, schedule, validator, progress]
