@@ -177,6 +177,7 @@ class Servicers:
             last_event=last,
             resumes_job_id=j.resumes_job_id or "",
             artifact_id=j.spec.batch.artifact_id if j.spec.batch is not None and j.state == "SUCCEEDED" else "",
+            daemon_id=j.owner or "",
         )
 
     def model(self, name: str) -> model_pb2.Model:
@@ -322,6 +323,7 @@ class ModelServicer(model_grpc.ModelServiceServicer):
         return model_pb.GetServerStatsResponse(
             cache_hits=st["hits"], cache_misses=st["misses"], cache_evictions=st["evictions"],
             cache_bytes=st["bytes"], cache_budget_bytes=st["budget"], cached=st["cached"],
+            daemon_id=self.app.daemon_id, daemons=[model_pb.DaemonInfo(**d) for d in self.app.job_views.daemons()],
         )
 
 

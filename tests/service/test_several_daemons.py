@@ -68,6 +68,11 @@ def test_fit_through_a_predict_through_b(pair):
     assert b.get_model("shared").current_version == 1
     job = pair["registry"].job(pair["job"].id)
     assert job.owner in ("A", "B") and job.state == "SUCCEEDED"
+    assert b.get_job(job.id).daemon_id == job.owner  # the API names the daemon that ran it
+    stats = b.stats()  # the operator's view through either daemon: both, with where they serve
+    assert stats.daemon_id == "B"
+    assert {(d.id, d.address) for d in stats.daemons} == {(n, f"127.0.0.1:{p}") for n, p in pair["ports"].items()}
+    assert all(d.heartbeat_age_s < 3 * LEASE_S and d.pid > 0 for d in stats.daemons)
     assert {d.id for d in pair["registry"].daemons(alive_within_s=10 * LEASE_S)} == {"A", "B"}  # both heartbeat
 
 

@@ -90,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             st = client.stats()
             print(f"daemon {client.address}: SERVING; {len(client.list_models())} model(s); cache {st.cache_hits} hits, "
                   f"{st.cache_misses} misses, {st.cache_evictions} evictions, {st.cache_bytes}/{st.cache_budget_bytes} bytes")
+            for d in st.daemons:  # the daemons sharing its registry
+                me = " (this one)" if d.id == st.daemon_id else ""
+                print(f"  daemon {d.id}{me} at {d.address or '?'} on {d.host} pid {d.pid}: {d.running_jobs} job(s) running, "
+                      f"heartbeat {d.heartbeat_age_s:.1f} s ago")
         elif args.cmd == "models":
             for m in client.list_models():
                 state = model_pb2.ModelState.Name(m.state).removeprefix("MODEL_STATE_").lower()

@@ -1,7 +1,9 @@
-"""Jobs of every kind as callers see them: look one up, list them, watch its events, cancel it."""
+"""Jobs of every kind as callers see them: look one up, list them, watch its events, cancel
+it; and the daemons sharing the registry that run them."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -36,3 +38,14 @@ class Jobs:
     def cancel(self, id: str) -> JobRecord | None:
         self.get(id)
         return self.manager.cancel(id)
+
+    def daemons(self) -> list[dict[str, Any]]:
+        """The daemons heartbeating in this registry (alive within three job leases), each
+        with its heartbeat's age and how many jobs it runs now."""
+        now = time.time()
+        running: dict[str, int] = {}
+        for j in self.registry.jobs_in("RUNNING"):
+            if j.owner:
+                running[j.owner] = running.get(j.owner, 0) + 1
+        return [{"id": d.id, "address": d.address, "host": d.host, "pid": d.pid, "heartbeat_age_s": max(0.0, now - d.heartbeat_at),
+                 "running_jobs": running.get(d.id, 0)} for d in self.registry.daemons(alive_within_s=3 * self.manager.lease_s)]

@@ -25,21 +25,21 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x65mber/v1/job.proto\x12\x08\x65mber.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc0\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x1f\n\x04kind\x18\x03 \x01(\x0e\x32\x11.ember.v1.JobKind\x12!\n\x05state\x18\x04 \x01(\x0e\x32\x12.ember.v1.JobState\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x07 \x01(\x03\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12&\n\nlast_event\x18\t \x01(\x0b\x32\x12.ember.v1.JobEvent\x12\x16\n\x0eresumes_job_id\x18\n \x01(\t\x12\x13\n\x0b\x61rtifact_id\x18\x0b \x01(\t\"\xc9\x02\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x04kind\x18\x04 \x01(\x0e\x32\x16.ember.v1.JobEventKind\x12!\n\x05state\x18\x05 \x01(\x0e\x32\x12.ember.v1.JobState\x12\r\n\x05\x65poch\x18\x06 \x01(\x03\x12\x0c\n\x04step\x18\x07 \x01(\x03\x12\x0c\n\x04loss\x18\x08 \x01(\x01\x12\x15\n\rsamples_per_s\x18\t \x01(\x01\x12\x11\n\tval_score\x18\n \x01(\x01\x12\r\n\x05\x65ta_s\x18\x0b \x01(\x01\x12\x11\n\telapsed_s\x18\x0c \x01(\x01\x12\x0f\n\x07message\x18\r \x01(\t\x12\x11\n\trows_done\x18\x0e \x01(\x03\x12\x12\n\nrows_total\x18\x0f \x01(\x03*}\n\x07JobKind\x12\x18\n\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0cJOB_KIND_FIT\x10\x01\x12\x13\n\x0fJOB_KIND_RESUME\x10\x02\x12\x15\n\x11JOB_KIND_TRANSFER\x10\x03\x12\x1a\n\x16JOB_KIND_BATCH_PREDICT\x10\x04*\xb5\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x12\x19\n\x15JOB_STATE_INTERRUPTED\x10\x06*\xa3\x01\n\x0cJobEventKind\x12\x1e\n\x1aJOB_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14JOB_EVENT_KIND_STATE\x10\x01\x12\x1b\n\x17JOB_EVENT_KIND_PROGRESS\x10\x02\x12\x1d\n\x19JOB_EVENT_KIND_VALIDATION\x10\x03\x12\x1d\n\x19JOB_EVENT_KIND_CHECKPOINT\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x65mber/v1/job.proto\x12\x08\x65mber.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x1f\n\x04kind\x18\x03 \x01(\x0e\x32\x11.ember.v1.JobKind\x12!\n\x05state\x18\x04 \x01(\x0e\x32\x12.ember.v1.JobState\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x07 \x01(\x03\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12&\n\nlast_event\x18\t \x01(\x0b\x32\x12.ember.v1.JobEvent\x12\x16\n\x0eresumes_job_id\x18\n \x01(\t\x12\x13\n\x0b\x61rtifact_id\x18\x0b \x01(\t\x12\x11\n\tdaemon_id\x18\x0c \x01(\t\"\xc9\x02\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x04kind\x18\x04 \x01(\x0e\x32\x16.ember.v1.JobEventKind\x12!\n\x05state\x18\x05 \x01(\x0e\x32\x12.ember.v1.JobState\x12\r\n\x05\x65poch\x18\x06 \x01(\x03\x12\x0c\n\x04step\x18\x07 \x01(\x03\x12\x0c\n\x04loss\x18\x08 \x01(\x01\x12\x15\n\rsamples_per_s\x18\t \x01(\x01\x12\x11\n\tval_score\x18\n \x01(\x01\x12\r\n\x05\x65ta_s\x18\x0b \x01(\x01\x12\x11\n\telapsed_s\x18\x0c \x01(\x01\x12\x0f\n\x07message\x18\r \x01(\t\x12\x11\n\trows_done\x18\x0e \x01(\x03\x12\x12\n\nrows_total\x18\x0f \x01(\x03*}\n\x07JobKind\x12\x18\n\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0cJOB_KIND_FIT\x10\x01\x12\x13\n\x0fJOB_KIND_RESUME\x10\x02\x12\x15\n\x11JOB_KIND_TRANSFER\x10\x03\x12\x1a\n\x16JOB_KIND_BATCH_PREDICT\x10\x04*\xb5\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x12\x19\n\x15JOB_STATE_INTERRUPTED\x10\x06*\xa3\x01\n\x0cJobEventKind\x12\x1e\n\x1aJOB_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14JOB_EVENT_KIND_STATE\x10\x01\x12\x1b\n\x17JOB_EVENT_KIND_PROGRESS\x10\x02\x12\x1d\n\x19JOB_EVENT_KIND_VALIDATION\x10\x03\x12\x1d\n\x19JOB_EVENT_KIND_CHECKPOINT\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ember.v1.job_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBKIND']._serialized_start=720
-  _globals['_JOBKIND']._serialized_end=845
-  _globals['_JOBSTATE']._serialized_start=848
-  _globals['_JOBSTATE']._serialized_end=1029
-  _globals['_JOBEVENTKIND']._serialized_start=1032
-  _globals['_JOBEVENTKIND']._serialized_end=1195
+  _globals['_JOBKIND']._serialized_start=739
+  _globals['_JOBKIND']._serialized_end=864
+  _globals['_JOBSTATE']._serialized_start=867
+  _globals['_JOBSTATE']._serialized_end=1048
+  _globals['_JOBEVENTKIND']._serialized_start=1051
+  _globals['_JOBEVENTKIND']._serialized_end=1214
   _globals['_JOB']._serialized_start=66
-  _globals['_JOB']._serialized_end=386
-  _globals['_JOBEVENT']._serialized_start=389
-  _globals['_JOBEVENT']._serialized_end=718
+  _globals['_JOB']._serialized_end=405
+  _globals['_JOBEVENT']._serialized_start=408
+  _globals['_JOBEVENT']._serialized_end=737
 # @@protoc_insertion_point(module_scope)

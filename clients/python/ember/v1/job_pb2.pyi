@@ -53,7 +53,7 @@ JOB_EVENT_KIND_VALIDATION: JobEventKind
 JOB_EVENT_KIND_CHECKPOINT: JobEventKind
 
 class Job(_message.Message):
-    __slots__ = ("id", "model_name", "kind", "state", "create_time", "update_time", "version", "error", "last_event", "resumes_job_id", "artifact_id")
+    __slots__ = ("id", "model_name", "kind", "state", "create_time", "update_time", "version", "error", "last_event", "resumes_job_id", "artifact_id", "daemon_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +65,7 @@ class Job(_message.Message):
     LAST_EVENT_FIELD_NUMBER: _ClassVar[int]
     RESUMES_JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_ID_FIELD_NUMBER: _ClassVar[int]
+    DAEMON_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     model_name: str
     kind: JobKind
@@ -76,7 +77,8 @@ class Job(_message.Message):
     last_event: JobEvent
     resumes_job_id: str
     artifact_id: str
-    def __init__(self, id: _Optional[str] = ..., model_name: _Optional[str] = ..., kind: _Optional[_Union[JobKind, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., error: _Optional[str] = ..., last_event: _Optional[_Union[JobEvent, _Mapping]] = ..., resumes_job_id: _Optional[str] = ..., artifact_id: _Optional[str] = ...) -> None: ...
+    daemon_id: str
+    def __init__(self, id: _Optional[str] = ..., model_name: _Optional[str] = ..., kind: _Optional[_Union[JobKind, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., error: _Optional[str] = ..., last_event: _Optional[_Union[JobEvent, _Mapping]] = ..., resumes_job_id: _Optional[str] = ..., artifact_id: _Optional[str] = ..., daemon_id: _Optional[str] = ...) -> None: ...
 
 class JobEvent(_message.Message):
     __slots__ = ("job_id", "seq", "time", "kind", "state", "epoch", "step", "loss", "samples_per_s", "val_score", "eta_s", "elapsed_s", "message", "rows_done", "rows_total")

@@ -303,20 +303,40 @@ class GetServerStatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetServerStatsResponse(_message.Message):
-    __slots__ = ("cache_hits", "cache_misses", "cache_evictions", "cache_bytes", "cache_budget_bytes", "cached")
+    __slots__ = ("cache_hits", "cache_misses", "cache_evictions", "cache_bytes", "cache_budget_bytes", "cached", "daemon_id", "daemons")
     CACHE_HITS_FIELD_NUMBER: _ClassVar[int]
     CACHE_MISSES_FIELD_NUMBER: _ClassVar[int]
     CACHE_EVICTIONS_FIELD_NUMBER: _ClassVar[int]
     CACHE_BYTES_FIELD_NUMBER: _ClassVar[int]
     CACHE_BUDGET_BYTES_FIELD_NUMBER: _ClassVar[int]
     CACHED_FIELD_NUMBER: _ClassVar[int]
+    DAEMON_ID_FIELD_NUMBER: _ClassVar[int]
+    DAEMONS_FIELD_NUMBER: _ClassVar[int]
     cache_hits: int
     cache_misses: int
     cache_evictions: int
     cache_bytes: int
     cache_budget_bytes: int
     cached: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, cache_hits: _Optional[int] = ..., cache_misses: _Optional[int] = ..., cache_evictions: _Optional[int] = ..., cache_bytes: _Optional[int] = ..., cache_budget_bytes: _Optional[int] = ..., cached: _Optional[_Iterable[str]] = ...) -> None: ...
+    daemon_id: str
+    daemons: _containers.RepeatedCompositeFieldContainer[DaemonInfo]
+    def __init__(self, cache_hits: _Optional[int] = ..., cache_misses: _Optional[int] = ..., cache_evictions: _Optional[int] = ..., cache_bytes: _Optional[int] = ..., cache_budget_bytes: _Optional[int] = ..., cached: _Optional[_Iterable[str]] = ..., daemon_id: _Optional[str] = ..., daemons: _Optional[_Iterable[_Union[DaemonInfo, _Mapping]]] = ...) -> None: ...
+
+class DaemonInfo(_message.Message):
+    __slots__ = ("id", "address", "host", "pid", "heartbeat_age_s", "running_jobs")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_AGE_S_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_JOBS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    address: str
+    host: str
+    pid: int
+    heartbeat_age_s: float
+    running_jobs: int
+    def __init__(self, id: _Optional[str] = ..., address: _Optional[str] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., heartbeat_age_s: _Optional[float] = ..., running_jobs: _Optional[int] = ...) -> None: ...
 
 class DeleteVersionRequest(_message.Message):
     __slots__ = ("model_name", "version")
