@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from ember import Client
+from ember.v1 import dataset_service_pb2 as ds_pb
 from ember.v1 import job_pb2
 from emberd.registry import Registry
 
@@ -96,6 +97,21 @@ def test_two_daemons_eight_clients_each(pair):
         t.join(120)
     assert errors == []
     assert len(answers) == 2 * 8 * 5 and all(a == expected for a in answers)
+
+
+def test_aliases_uploads_and_artifacts_made_through_one_daemon_are_seen_through_the_other(pair, tmp_path):
+    a, b = pair["clients"]["A"], pair["clients"]["B"]
+    rows = tabular(n=10, seed=8).drop(columns="label")
+    a.set_alias("shared", "production", 1)
+    assert b.get_model("shared").aliases["production"] == 1
+    assert list(b.predict("shared", rows, alias="production").labels) == list(a.predict("shared", rows).labels)
+    bundle = a.export("shared", parity_data=rows)
+    files = b.download(bundle.id, tmp_path / "bundle")  # exported through A, downloaded through B
+    assert any(f.suffix == ".onnx" for f in files)
+    dataset_id = b.upload(tabular(n=30, seed=9), name="through-b")
+    assert dataset_id in {d.id for d in a.datasets.ListDatasets(ds_pb.ListDatasetsRequest()).datasets}
+    b.delete_alias("shared", "production")
+    assert "production" not in a.get_model("shared").aliases
 
 
 def test_queued_jobs_each_run_by_exactly_one_daemon(pair):
