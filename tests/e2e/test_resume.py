@@ -23,7 +23,7 @@ FIT = textwrap.dedent(
     from emberd.engine import Predictor
     df = datasets.sst2("train").sample(n=600, random_state=0)
     Predictor(label="label", path=sys.argv[1], verbosity=0).fit(
-        df, time_limit={limit}, hyperparameters={{"optim.checkpoint_interval_s": 5}})
+        df, time_limit={limit}, hyperparameters={{"optim.checkpoint_interval_s": 2, "optim.patience": 1000}})
     """
 )
 
