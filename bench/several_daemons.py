@@ -30,7 +30,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ember import Client
@@ -43,13 +42,6 @@ from ember_examples.postgres import Postgres
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))]
-
-
-def tabular(n: int, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=n)
-    cat = rng.choice(["red", "green", "blue"], size=n)
-    return pd.DataFrame({"x": x, "x2": rng.normal(size=n), "color": cat, "label": np.where(x + (cat == "red") > 0.3, "a", "b")})
 
 
 def client_proc(address: str, threads: int, seconds: float, rows: pd.DataFrame, per_call: int, out: mp.Queue) -> None:
@@ -127,7 +119,7 @@ def throughput(pg: Postgres, model: str, pairs: int, seconds: float, procs: int,
             train, rows = datasets.sst2("train").sample(n=600, random_state=0), datasets.sst2("dev")[["sentence"]]
             limit, label = 20, "label"
         else:
-            train, rows = tabular(400), tabular(200, seed=1).drop(columns=["label"])
+            train, rows = datasets.tabular(400), datasets.tabular(200, seed=1).drop(columns=["label"])
             limit, label = 10, "label"
         with Client(a) as c:
             job = c.wait(c.fit("bench", train, label=label, time_limit=limit), progress=False)

@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ember.client import _healthy
+from ember_examples.datasets import tabular  # noqa: F401 - the tests' small table, shared with the benches
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 NODE_CLIENT = ROOT / "clients" / "node"
@@ -95,12 +95,29 @@ def terminate(pids: list[int], timeout: float = 30.0) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def tabular(n: int = 240, seed: int = 0, classes=("a", "b")) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=n)
-    cat = rng.choice(["red", "green", "blue"], size=n)
-    y = np.where(x + (cat == "red") > 0.3, classes[0], classes[1])
-    return pd.DataFrame({"x": x, "x2": rng.normal(size=n), "color": cat, "label": y})
+def warm_and_cold_weights(tmp_path: Path, frame: pd.DataFrame, hyperparameters: dict, check=lambda client, job: None) -> dict[str, dict]:
+    """Fit ``frame`` (seed 3) once in a cold worker (spawn) and once in a warm one (forkserver),
+    each on its own daemon; ``check(client, job)`` runs on each succeeded job; the weights by start."""
+    from safetensors.numpy import load_file
+
+    from ember import Client
+    from ember.v1 import job_pb2
+    from emberd.engine.model_store import ModelStore
+    from emberd.server import create_server
+    from emberd.settings import Settings
+
+    weights = {}
+    for start in ("spawn", "forkserver"):
+        d = create_server(Settings(port=0, root=str(tmp_path / start), worker_start=start))
+        try:
+            with Client(f"127.0.0.1:{d.port}") as c:
+                job = c.wait(c.fit("m", frame, label="label", hyperparameters=hyperparameters, seed=3), progress=False)
+                assert job.state == job_pb2.JOB_STATE_SUCCEEDED, job.error
+                check(c, job)
+        finally:
+            d.stop(1)
+        weights[start] = load_file(str(ModelStore(tmp_path / start / "models" / "m").version_dir(1) / "model.safetensors"))
+    return weights
 
 
 def node(*args: str, timeout: float) -> subprocess.CompletedProcess:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,3 +54,13 @@ def sample(name: str) -> pd.DataFrame:
     """A shipped sample: ``sst2_train``, ``sst2_dev``, ``stsb_train``, ``stsb_dev``."""
     df = pd.read_csv(SAMPLES / f"{name}.tsv", sep="\t")
     return df.rename(columns={"content": "sentence"})
+
+
+def tabular(n: int = 240, seed: int = 0, classes=("a", "b")) -> pd.DataFrame:
+    """A small synthetic table (two numbers, a colour, a label they decide): what the fast
+    tests and the several-daemons bench train on."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    cat = rng.choice(["red", "green", "blue"], size=n)
+    y = np.where(x + (cat == "red") > 0.3, classes[0], classes[1])
+    return pd.DataFrame({"x": x, "x2": rng.normal(size=n), "color": cat, "label": y})

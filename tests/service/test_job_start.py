@@ -7,16 +7,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from safetensors.numpy import load_file
 
-from ember import Client
-from ember.v1 import job_pb2
 from emberd.engine import Predictor, training
-from emberd.engine.model_store import ModelStore
-from emberd.server import create_server
-from emberd.settings import Settings
 
-from ..daemon_helpers import tabular
+from ..daemon_helpers import tabular, warm_and_cold_weights
 
 HP = {"optim.max_epochs": 2, "optim.lr": 1e-3}  # no time limit: the same number of steps everywhere
 
@@ -52,18 +46,11 @@ def test_a_new_head_is_fitted_without_a_validation_probe(tmp_path, monkeypatch):
 
 
 def test_warm_and_cold_workers_fit_the_same_head_and_weights(tmp_path):
-    weights = {}
-    for start in ("spawn", "forkserver"):
-        d = create_server(Settings(port=0, root=str(tmp_path / start), worker_start=start))
-        try:
-            with Client(f"127.0.0.1:{d.port}") as c:
-                job = c.wait(c.fit("m", numeric_only(), label="label", hyperparameters=HP, seed=3), progress=False)
-                assert job.state == job_pb2.JOB_STATE_SUCCEEDED, job.error
-                notes = [json.loads(r.event.message) for r in c.watch(job.id) if r.event.message.startswith("{")]
-                assert any(n.get("state") == "head_initialized" for n in notes)  # the path this test is for
-        finally:
-            d.stop(1)
-        weights[start] = load_file(str(ModelStore(tmp_path / start / "models" / "m").version_dir(1) / "model.safetensors"))
+    def took_the_head_path(c, job):
+        notes = [json.loads(r.event.message) for r in c.watch(job.id) if r.event.message.startswith("{")]
+        assert any(n.get("state") == "head_initialized" for n in notes)  # the path this test is for
+
+    weights = warm_and_cold_weights(tmp_path, numeric_only(), HP, took_the_head_path)
     cold, warm = weights["spawn"], weights["forkserver"]
     assert cold.keys() == warm.keys() and len(cold) > 2
     for k in cold:
