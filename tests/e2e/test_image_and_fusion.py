@@ -25,7 +25,12 @@ def image_model(shared_data, tmp_path_factory):
     train = pd.concat([train, pd.DataFrame({"image": [str(bad)], "label": ["ants"]})], ignore_index=True)
     path = tmp_path_factory.mktemp("img") / "model"
     p = Predictor(label="label", path=path)
-    p.fit(train, time_limit=90, hyperparameters={"optim.lr": 1e-3, "optim.max_epochs": 30})
+    # A resnet18 from scratch (no weights hub here) on 245 photos: a fixed number of epochs
+    # (the time limit never binds, so a loaded machine trains the same steps), no early stop,
+    # and a 30 % holdout so the best checkpoint is not picked on 24 photos (with 10 %, seeds
+    # gave val accuracy 0.50-0.73; with this, 0.61-0.71 and ROC AUC 0.66-0.76 over 3 seeds).
+    hp = {"optim.lr": 3e-4, "optim.max_epochs": 15, "optim.patience": 1000, "env.holdout_frac": 0.3}
+    p.fit(train, time_limit=900, hyperparameters=hp)
     return p, bad
 
 
@@ -33,9 +38,10 @@ def test_timm_model_beats_chance_on_hymenoptera_val(image_model, shared_data, ca
     p, _ = image_model
     val = shared_data.hymenoptera("val")
     majority = val.label.value_counts(normalize=True).max()
-    acc = p.evaluate(val)["acc"]
-    print(f"hymenoptera val acc {acc:.3f} (majority {majority:.3f}); train rows used {p.fit_summary['train_rows']}")
-    assert acc > majority + 0.05
+    scores = p.evaluate(val, metrics=["acc", "roc_auc"])
+    print(f"hymenoptera val {scores} (majority {majority:.3f}); train rows used {p.fit_summary['train_rows']}")
+    # 153 photos: an untrained model's AUC is 0.5 +- 0.045, its accuracy at most the majority's
+    assert scores["roc_auc"] > 0.6 and scores["acc"] > majority
     # the GIF in train/ants decodes (first frame); the broken file was skipped, not trained on
     assert p.fit_summary["train_rows"] + p.fit_summary["val_rows"] == len(shared_data.hymenoptera("train"))
 
