@@ -3,7 +3,7 @@ p50 over 100 calls; then 8 concurrent clients calling Predict while a Fit runs (
 latency). Goal: daemon p50 under 50 ms on 2 CPU cores.
 
 Then dynamic batching: 1, 4 and 16 concurrent clients (1 row per Predict, closed loop) on
-the same model, with batching on (the defaults) and off (``batch_max_delay_ms=0``: each
+the same model (clients in their own processes, up to 8 threads each: ``client_load``), with batching on (the defaults) and off (``batch_max_delay_ms=0``: each
 slice alone under the model's lock, as before batching), the same daemon root restarted
 for each side, alternated on/off for ``--pairs`` pairs; the table gives medians over the
 pairs, their spread (min-max) and the ratio on/off. Goal: 16 clients' rows/s >= 4x off's,
@@ -20,47 +20,14 @@ import tempfile
 import threading
 import time
 
+from client_load import load, pct
+
 from ember import Client
 from ember.v1 import job_pb2
 from ember_examples import datasets
 from emberd.engine import Predictor
 from emberd.server import create_server
 from emberd.settings import Settings
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))]
-
-
-def closed_loop(port: int, clients: int, rows, seconds: float) -> tuple[float, list[float], int]:
-    """``clients`` threads, each calling Predict on one row at a time for ``seconds``:
-    (rows/s, latencies in ms, errors)."""
-    lat: list[float] = []
-    errors = []
-    stop = threading.Event()
-
-    def loop(k: int) -> None:
-        with Client(f"127.0.0.1:{port}") as cc:
-            i = k
-            while not stop.is_set():
-                t0 = time.perf_counter()
-                try:
-                    cc.predict("sst2", rows.iloc[i % len(rows) : i % len(rows) + 1])
-                    lat.append(1000 * (time.perf_counter() - t0))
-                except Exception as e:  # noqa: BLE001 - counted, that is the measurement
-                    errors.append(repr(e))
-                i += clients
-
-    threads = [threading.Thread(target=loop, args=(k,)) for k in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    time.sleep(seconds)
-    stop.set()
-    for t in threads:
-        t.join()
-    return len(lat) / (time.perf_counter() - t0), lat, len(errors)
 
 
 def batching(root: str, rows, pairs: int, seconds: float, counts=(1, 4, 16)) -> None:
@@ -73,11 +40,13 @@ def batching(root: str, rows, pairs: int, seconds: float, counts=(1, 4, 16)) -> 
             d = create_server(Settings(port=0, root=root, **extra))
             with Client(f"127.0.0.1:{d.port}") as c:
                 c.predict("sst2", rows.head(1))  # load into the warm cache
-            closed_loop(d.port, 4, rows, 1.0)  # warm up
+            address = f"127.0.0.1:{d.port}"
+            load([address], 4, 1.0, rows, model="sst2")  # warm up
             for n in counts:
-                rps, lat, errors = closed_loop(d.port, n, rows, seconds)
+                procs = -(-n // 8)  # clients in their own processes, at most 8 threads each
+                rps, p50, p99, errors = load([address] * procs, n // procs, seconds, rows, model="sst2")
                 assert errors == 0, f"{errors} errors ({side}, {n} clients)"
-                got.setdefault((side, n), []).append((rps, statistics.median(lat), pct(lat, 0.99)))
+                got.setdefault((side, n), []).append((rps, p50, p99))
             text = d.metrics.text().decode()
             batch_calls[side] = [line for line in text.splitlines() if line.startswith(("ember_batch_calls_count", "ember_batch_calls_sum"))]
             d.stop(0)

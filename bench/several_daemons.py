@@ -20,75 +20,21 @@ versions), timed on a SQLite file and on PostgreSQL over loopback, alternated pe
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import pandas as pd
+from client_load import load
 
 from ember import Client
 from ember.client import _healthy
 from ember.v1 import job_pb2
 from ember_examples import datasets
 from ember_examples.postgres import Postgres
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))]
-
-
-def client_proc(address: str, threads: int, seconds: float, rows: pd.DataFrame, per_call: int, out: mp.Queue) -> None:
-    """One client process: ``threads`` closed loops on ``address``; puts (calls, latencies, errors)."""
-    lat: list[float] = []
-    errors: list[str] = []
-    stop = threading.Event()
-
-    def loop(k: int) -> None:
-        with Client(address) as c:
-            c.predict("bench", rows.iloc[:1])
-            i = k
-            while not stop.is_set():
-                part = rows.iloc[i % len(rows) : i % len(rows) + per_call]
-                t0 = time.perf_counter()
-                try:
-                    c.predict("bench", part)
-                    lat.append(1000 * (time.perf_counter() - t0))
-                except Exception as e:  # noqa: BLE001 - counted: that is the measurement
-                    errors.append(repr(e))
-                i += threads
-
-    ts = [threading.Thread(target=loop, args=(k,)) for k in range(threads)]
-    for t in ts:
-        t.start()
-    time.sleep(seconds)
-    stop.set()
-    for t in ts:
-        t.join()
-    out.put((len(lat), lat, errors[:3], len(errors)))
-
-
-def load(addresses: list[str], threads: int, seconds: float, rows: pd.DataFrame, per_call: int) -> tuple[float, float, float, int]:
-    """One client process per address: (rows/s, p50 ms, p99 ms, errors)."""
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=client_proc, args=(a, threads, seconds, rows, per_call, out)) for a in addresses]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=seconds + 120) for _ in procs]
-    for p in procs:
-        p.join()
-    lat = [x for r in results for x in r[1]]
-    errors = sum(r[3] for r in results)
-    if errors:
-        print("errors:", [e for r in results for e in r[2]], file=sys.stderr)
-    return sum(r[0] for r in results) * per_call / seconds, statistics.median(lat), pct(lat, 0.99), errors
 
 
 def start_daemon(root: Path, url: str) -> tuple[subprocess.Popen, str]:
