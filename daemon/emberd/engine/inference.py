@@ -3,6 +3,9 @@ put back in row order. Shared by validation, predict, evaluate and the forgettin
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
@@ -11,14 +14,28 @@ from .data import Schema
 from .features import Collator, LengthBuckets
 
 
+@contextmanager
+def evaluating(net: torch.nn.Module) -> Iterator[None]:
+    """``net`` in eval mode for the block and as it was after. A net already wholly in eval
+    mode (a served model) is left alone: ``eval()`` and ``train()`` each walk every submodule,
+    ~2 ms of a 13 ms one-row MiniLM Predict here."""
+    if not any(m.training for m in net.modules()):
+        yield
+        return
+    was_training = net.training
+    net.eval()
+    try:
+        yield
+    finally:
+        net.train(was_training)
+
+
 @torch.inference_mode()
 def raw_outputs(net: torch.nn.Module, collator: Collator, lengths: np.ndarray, batch_size: int) -> np.ndarray:
     """Logits (N, K) or standardized regression outputs (N, 1), in row order."""
-    was_training = net.training
-    net.eval()
     device = next(net.parameters()).device  # a GPU fit validates where it trains
     out: np.ndarray | None = None
-    try:
+    with evaluating(net):
         for rows in LengthBuckets(lengths, batch_size, shuffle=False):
             batch = collator(rows)
             if device.type != "cpu":
@@ -27,8 +44,6 @@ def raw_outputs(net: torch.nn.Module, collator: Collator, lengths: np.ndarray, b
             if out is None:
                 out = np.empty((len(lengths), y.shape[1]), dtype=np.float32)
             out[rows] = y
-    finally:
-        net.train(was_training)
     assert out is not None
     return out
 

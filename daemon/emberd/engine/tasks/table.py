@@ -15,7 +15,7 @@ import torch
 from ..config import Config
 from ..data import Schema, drop_unlabelled
 from ..distributed import Scale, set_threads
-from ..inference import raw_outputs, to_predictions
+from ..inference import evaluating, raw_outputs, to_predictions
 from ..metrics import canonical, default_metric, higher_is_better, score
 from ..model_store import TrainedModel
 from ..models import build_net
@@ -121,12 +121,12 @@ class TableTask(Task):
         enc = m.encode(df, with_labels=False, skip_bad_images=False)
         collator = m.collator(enc, train=False)
         out: np.ndarray | None = None
-        m.net.eval()
-        for rows in LengthBuckets(enc.lengths(m.cfg.text.text_pair_mode), m.cfg.env.eval_batch_size, shuffle=False):
-            f = torch.cat(m.net.features(collator(rows)), -1).numpy()
-            if out is None:
-                out = np.empty((enc.n, f.shape[1]), dtype=np.float32)
-            out[rows] = f
+        with evaluating(m.net):
+            for rows in LengthBuckets(enc.lengths(m.cfg.text.text_pair_mode), m.cfg.env.eval_batch_size, shuffle=False):
+                f = torch.cat(m.net.features(collator(rows)), -1).numpy()
+                if out is None:
+                    out = np.empty((enc.n, f.shape[1]), dtype=np.float32)
+                out[rows] = f
         return out
 
     # ---- out to other formats ---------------------------------------------------------
