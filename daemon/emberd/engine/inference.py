@@ -18,7 +18,7 @@ from .features import Collator, LengthBuckets
 def evaluating(net: torch.nn.Module) -> Iterator[None]:
     """``net`` in eval mode for the block and as it was after. A net already wholly in eval
     mode (a served model) is left alone: ``eval()`` and ``train()`` each walk every submodule,
-    ~2 ms of a 13 ms one-row MiniLM Predict here."""
+    ~0.8 ms of a 14 ms one-row MiniLM Predict here (ABAB, 4 x 100 calls)."""
     if not any(m.training for m in net.modules()):
         yield
         return
