@@ -3,7 +3,8 @@ p50 over 100 calls; then 8 concurrent clients calling Predict while a Fit runs (
 latency). Goal: daemon p50 under 50 ms on 2 CPU cores.
 
 Then dynamic batching: 1, 4 and 16 concurrent clients (1 row per Predict, closed loop) on
-the same model (clients in their own processes, up to 8 threads each: ``client_load``), with batching on (the defaults) and off (``batch_max_delay_ms=0``: each
+the same model (clients in their own processes, up to 8 threads each: ``client_load``),
+with batching on (the defaults) and off (``batch_max_delay_ms=0``: each
 slice alone under the model's lock, as before batching), the same daemon root restarted
 for each side, alternated on/off for ``--pairs`` pairs; the table gives medians over the
 pairs, their spread (min-max) and the ratio on/off. Goal: 16 clients' rows/s >= 4x off's,
@@ -44,6 +45,8 @@ def batching(root: str, rows, pairs: int, seconds: float, counts=(1, 4, 16)) -> 
             load([address], 4, 1.0, rows, model="sst2")  # warm up
             for n in counts:
                 procs = -(-n // 8)  # clients in their own processes, at most 8 threads each
+                if n % procs:
+                    raise SystemExit(f"--clients {n}: give a count that {procs} processes share evenly")
                 rps, p50, p99, errors = load([address] * procs, n // procs, seconds, rows, model="sst2")
                 assert errors == 0, f"{errors} errors ({side}, {n} clients)"
                 got.setdefault((side, n), []).append((rps, p50, p99))

@@ -407,8 +407,8 @@ def eval_batches(lengths: np.ndarray, max_rows: int, overhead: int = EVAL_BATCH_
 
     Fixed slices of the sorted rows pad a small batch to its longest row: 16 requests of
     4-60 tokens coalesced by the dynamic batcher cost one 16 x 60 pass; cut where lengths
-    jump, they cost a few passes over about half the tokens. Large tables end up in full
-    batches of ``max_rows`` as before (sorted neighbours already have similar lengths)."""
+    jump, they cost a few passes over about half the tokens. Large tables stay in batches of
+    ``max_rows`` but where lengths jump (sorted neighbours already have similar lengths)."""
     order = np.argsort(lengths, kind="stable")
     n = len(order)
     if n == 0:
